@@ -1,0 +1,1 @@
+"""The platform's Pulumi components and the pure functions they are built from."""

@@ -1,0 +1,744 @@
+"""One typed, validated model of a stack's configuration.
+
+`parse_settings` is pure: it takes the stack's raw config (what Pulumi hands the
+program) and returns `Settings`, or raises `SettingsError` listing every problem
+as `Pulumi.<stack>.yaml: airflow-platform:<key>: <what is wrong>`.
+`load_settings` reads the raw config from the Pulumi runtime; it never creates a
+resource, so a bad stack file stops the program before anything is registered.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+PROJECT = "airflow-platform"
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+)
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Target(StrEnum):
+    MINIKUBE = "minikube"
+    EKS = "eks"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+class AwsSettings(_Model):
+    """Where AWS resources are made (eks only)."""
+
+    region: str = Field(description="AWS region, e.g. eu-west-1.")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not AWS_REGION.match(v):
+            raise ValueError(f"{v!r} is not an AWS region name (e.g. eu-west-1)")
+        return v
+
+
+class NetworkSettings(_Model):
+    """The VPC (eks only)."""
+
+    cidr: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("10.0.0.0/16"), description="VPC CIDR block (/16 to /20)."
+    )
+    az_count: int = Field(default=2, ge=2, le=6, description="Availability zones to span.")
+    nat_per_az: bool = Field(default=False, description="One NAT gateway per AZ instead of one.")
+    flow_logs_retention_days: int = Field(
+        default=30, ge=1, le=3653, description="Retention of the VPC flow log group."
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not 16 <= v.prefixlen <= 20:
+            raise ValueError(f"{v} must be between /16 and /20 to fit the subnets")
+        if not v.is_private:
+            raise ValueError(f"{v} is not a private address range")
+        return v
+
+
+class DatabaseSettings(_Model):
+    """Airflow's metadata database."""
+
+    engine_version: str = Field(default="16", description="PostgreSQL major version.")
+    name: str = Field(default="airflow", description="Database name.")
+    username: str = Field(default="airflow", description="Database user.")
+    instance_class: str = Field(default="db.t4g.micro", description="RDS instance class (eks).")
+    allocated_storage_gb: int = Field(default=20, ge=20, le=65536, description="RDS storage (eks).")
+    multi_az: bool = Field(default=False, description="RDS Multi-AZ standby (eks).")
+    deletion_protection: bool = Field(default=False, description="RDS deletion protection (eks).")
+    backup_retention_days: int = Field(
+        default=7, ge=0, le=35, description="RDS backups kept (eks)."
+    )
+    storage_size: str = Field(
+        default="5Gi", description="PVC size of the in-cluster Postgres (minikube)."
+    )
+
+    @field_validator("engine_version")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        if v not in {"14", "15", "16", "17"}:
+            raise ValueError(f"{v!r} is not a supported PostgreSQL major version (14-17)")
+        return v
+
+    @field_validator("name", "username")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not IDENTIFIER.match(v) or len(v) > 63:
+            raise ValueError(f"{v!r} is not a valid PostgreSQL identifier")
+        return v
+
+    @field_validator("instance_class")
+    @classmethod
+    def _class(cls, v: str) -> str:
+        if not re.match(r"^db\.[a-z0-9]+\.[a-z0-9]+$", v):
+            raise ValueError(f"{v!r} is not an RDS instance class (e.g. db.t4g.micro)")
+        return v
+
+    @field_validator("storage_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not re.match(r"^[1-9]\d*(Mi|Gi|Ti)$", v):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity like 5Gi")
+        return v
+
+
+class RegistrySettings(_Model):
+    """Where the Airflow image is stored."""
+
+    keep_images: int = Field(
+        default=10, ge=1, le=1000, description="Images the ECR lifecycle keeps (eks)."
+    )
+    immutable_tags: bool = Field(default=False, description="ECR tag immutability (eks).")
+
+
+class ClusterSettings(_Model):
+    """The Kubernetes cluster."""
+
+    kube_context: str = Field(
+        default="minikube", description="kubeconfig context to deploy to (minikube)."
+    )
+    version: str = Field(default="1.33", description="EKS Kubernetes version (eks).")
+    instance_types: list[str] = Field(
+        default_factory=lambda: ["t3.large"], description="Node instance types (eks)."
+    )
+    desired_nodes: int = Field(default=2, ge=1, le=100, description="Nodes wanted (eks).")
+    min_nodes: int = Field(default=1, ge=1, le=100, description="Fewest nodes (eks).")
+    max_nodes: int = Field(default=3, ge=1, le=100, description="Most nodes (eks).")
+    spot: bool = Field(default=False, description="Use spot capacity for nodes (eks).")
+    endpoint_public_access: bool = Field(default=True, description="Public API endpoint (eks).")
+    public_access_cidrs: list[ipaddress.IPv4Network] = Field(
+        default_factory=list, description="Allow-list for the public API endpoint (eks)."
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not re.match(r"^1\.\d{2}$", v):
+            raise ValueError(f"{v!r} is not a Kubernetes minor version like 1.33")
+        return v
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if not re.match(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", t)]
+        if not v or bad:
+            raise ValueError(f"needs one or more EC2 instance types; invalid: {bad}")
+        return v
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+        if any(n.prefixlen == 0 for n in v):
+            raise ValueError("0.0.0.0/0 is not an allow-list")
+        return v
+
+
+class GitSyncSettings(_Model):
+    """Where the DAGs come from."""
+
+    repo: str = Field(default="", description="Git clone URL (https or ssh).")
+    branch: str = Field(default="main", description="Branch to follow.")
+    rev: str = Field(
+        default="HEAD", description="Revision to pin (commit or tag); HEAD follows the branch."
+    )
+    sub_path: str = Field(default="dags", description="Folder in the repo that holds the DAGs.")
+    period: str = Field(default="60s", description="Interval between syncs (Go duration).")
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if v and not re.match(r"^(https://|ssh://|git@[\w.-]+:)\S+$", v):
+            raise ValueError(f"{v!r} is not an https:// or ssh git URL")
+        return v
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        if not DURATION.match(v):
+            raise ValueError(f"{v!r} is not a duration like 60s or 5m")
+        return v
+
+    @field_validator("sub_path")
+    @classmethod
+    def _sub_path(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(f"{v!r} must be a relative path inside the repository")
+        return v
+
+
+class LogsSettings(_Model):
+    """Remote task logs."""
+
+    bucket: str = Field(
+        default="", description="S3 bucket for task logs (default: derived from project and stack)."
+    )
+    prefix: str = Field(default="task-logs", description="Key prefix of task logs in the bucket.")
+    retention_days: int = Field(default=90, ge=1, le=3650, description="Days task logs are kept.")
+    versioning: bool = Field(default=False, description="Bucket versioning (eks).")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if v and (not BUCKET.match(v) or ".." in v or re.match(r"^\d+\.\d+\.\d+\.\d+$", v)):
+            raise ValueError(f"{v!r} is not a valid S3 bucket name")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v.startswith("/") or not re.match(r"^[\w./-]*$", v):
+            raise ValueError(
+                f"{v!r} must be a relative key prefix of letters, digits, '_', '-', '.', '/'"
+            )
+        return v
+
+
+class IngressSettings(_Model):
+    """Optional ingress for the Airflow UI."""
+
+    enabled: bool = Field(default=False, description="Create an ingress for the UI.")
+    class_name: str = Field(default="alb", description="Ingress class.")
+    host: str = Field(default="", description="Host name of the UI.")
+    tls_secret_name: str = Field(default="", description="Secret holding the TLS certificate.")
+    internal: bool = Field(
+        default=True, description="Internal (not internet-facing) load balancer."
+    )
+
+
+class AirflowSettings(_Model):
+    """The Airflow release."""
+
+    chart_version: str = Field(default="1.22.0", description="Official Airflow chart version.")
+    namespace: str = Field(default="airflow", description="Kubernetes namespace of the release.")
+    dags_source: Literal["gitSync", "hostPath"] = Field(
+        default="gitSync", description="gitSync, or hostPath for a fast local edit loop (minikube)."
+    )
+    dags_host_path: str = Field(
+        default="", description="Node path of the DAGs for hostPath (minikube)."
+    )
+    git_sync: GitSyncSettings = Field(default_factory=GitSyncSettings, description="git-sync.")
+    logs: LogsSettings = Field(default_factory=LogsSettings, description="Remote task logs.")
+    ingress: IngressSettings = Field(default_factory=IngressSettings, description="UI ingress.")
+    create_admin_user: bool = Field(
+        default=False, description="Create an admin user (needs the adminPassword secret)."
+    )
+    admin_username: str = Field(default="admin", description="Name of the admin user.")
+    helm_timeout_seconds: int = Field(
+        default=900, ge=60, le=3600, description="Helm install/upgrade timeout."
+    )
+
+    @field_validator("chart_version")
+    @classmethod
+    def _chart(cls, v: str) -> str:
+        if not SEMVER.match(v):
+            raise ValueError(f"{v!r} is not a semantic version like 1.22.0")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a valid Kubernetes namespace name")
+        return v
+
+
+SECRET_KEYS: dict[str, str] = {
+    "gitSyncUsername": "Git user for an https repo (with gitSyncToken).",
+    "gitSyncToken": "Git token/password for an https repo.",
+    "gitSyncSshKey": "Private SSH key for an ssh repo (with gitSyncKnownHosts).",
+    "adminPassword": "Password of the admin user when airflow.createAdminUser is true.",
+    "fernetKey": "Fernet key (default: generated).",
+    "apiSecretKey": "API secret key (default: generated).",
+    "jwtSecret": "JWT signing secret (default: generated).",
+    "connections": "Airflow connections: id -> URI or JSON object.",
+    "variables": "Airflow variables: key -> value.",
+}
+"""Top-level keys that must be stored encrypted (`pulumi config set --secret`)."""
+
+PLAIN_TOP_KEYS = ("target", "environment", "owner", "gitSyncKnownHosts")
+
+
+class Settings(_Model):
+    """A stack's whole configuration."""
+
+    stack: str = Field(description="Stack name (not config).", exclude=True)
+    target: Target = Field(description="minikube or eks.")
+    environment: str = Field(
+        description="Environment tag (default: stack name); 'production' gets production rules."
+    )
+    owner: str = Field(default="data-platform", description="Owner tag.")
+    aws: AwsSettings | None = Field(default=None, description="AWS region and tags (eks).")
+    network: NetworkSettings = Field(default_factory=NetworkSettings, description="VPC (eks).")
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings, description="Metadata database."
+    )
+    registry: RegistrySettings = Field(
+        default_factory=RegistrySettings, description="Image registry."
+    )
+    cluster: ClusterSettings = Field(
+        default_factory=ClusterSettings, description="Kubernetes cluster."
+    )
+    airflow: AirflowSettings = Field(
+        default_factory=AirflowSettings, description="Airflow release."
+    )
+    git_sync_known_hosts: str = Field(default="", description="known_hosts for an ssh repo.")
+    secrets_set: frozenset[str] = Field(
+        default=frozenset(), exclude=True, description="Secret keys present."
+    )
+
+    @property
+    def is_eks(self) -> bool:
+        return self.target is Target.EKS
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def region(self) -> str:
+        if self.aws is None:
+            raise ValueError("region is only known on eks stacks")
+        return self.aws.region
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags every AWS resource carries."""
+        return {
+            "project": PROJECT,
+            "environment": self.environment,
+            "owner": self.owner,
+            "stack": self.stack,
+        }
+
+    @property
+    def logs_bucket(self) -> str:
+        return self.airflow.logs.bucket or f"{PROJECT}-{self.stack}-task-logs"
+
+
+# Keys that only mean something on one target: setting them on the other is an error.
+EKS_ONLY: tuple[str, ...] = (
+    "aws",
+    "network",
+    "database.instanceClass",
+    "database.allocatedStorageGb",
+    "database.multiAz",
+    "database.deletionProtection",
+    "database.backupRetentionDays",
+    "registry.keepImages",
+    "registry.immutableTags",
+    "cluster.version",
+    "cluster.instanceTypes",
+    "cluster.desiredNodes",
+    "cluster.minNodes",
+    "cluster.maxNodes",
+    "cluster.spot",
+    "cluster.endpointPublicAccess",
+    "cluster.publicAccessCidrs",
+    "airflow.logs.versioning",
+)
+MINIKUBE_ONLY: tuple[str, ...] = (
+    "cluster.kubeContext",
+    "database.storageSize",
+    "airflow.dagsHostPath",
+)
+
+
+def _defaults(target: Target, environment: str) -> dict[str, Any]:
+    """Per-target defaults from the per-stack matrix; the stack file overrides them."""
+    if target is Target.MINIKUBE:
+        return {}
+    if environment == "production":
+        return {
+            "network": {"azCount": 3, "natPerAz": True},
+            "database": {
+                "instanceClass": "db.m6g.large",
+                "multiAz": True,
+                "deletionProtection": True,
+                "backupRetentionDays": 14,
+                "allocatedStorageGb": 50,
+            },
+            "registry": {"immutableTags": True, "keepImages": 30},
+            "cluster": {
+                "desiredNodes": 3,
+                "minNodes": 2,
+                "maxNodes": 6,
+                "instanceTypes": ["m6i.large"],
+                "endpointPublicAccess": False,
+            },
+            "airflow": {"logs": {"versioning": True, "retentionDays": 365}},
+        }
+    return {
+        "network": {"azCount": 2, "natPerAz": False},
+        "cluster": {"spot": True, "instanceTypes": ["t3.large", "t3a.large"]},
+    }
+
+
+class SettingsError(ValueError):
+    """Every problem of a stack file, one per line."""
+
+    def __init__(self, stack_file: str, problems: Iterable[tuple[str, str]]) -> None:
+        self.stack_file = stack_file
+        self.problems = sorted(set(problems))
+        lines = [f"{stack_file}: {PROJECT}:{key}: {msg}" for key, msg in self.problems]
+        super().__init__(f"{len(self.problems)} problem(s) in {stack_file}:\n" + "\n".join(lines))
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _has_path(data: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"database.multiAz": v}` -> `{"database": {"multiAz": v}}` (Pulumi config is flat)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return out
+
+
+def _decode(value: Any) -> Any:
+    """Config values arrive as strings; objects and lists as JSON text."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in "{[":
+            try:
+                return json.loads(stripped)
+            except json.JSONDecodeError:
+                return value
+    return value
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1] = f"{parts[-1]}[{p}]" if parts else f"[{p}]"
+        else:
+            parts.append(p)
+    return ".".join(parts)
+
+
+@dataclass(frozen=True)
+class RawConfig:
+    """A stack's config as Pulumi gives it to the program: `key -> value` under the project."""
+
+    stack: str
+    values: Mapping[str, Any]
+    secret_keys: frozenset[str]
+
+    @property
+    def stack_file(self) -> str:
+        return f"Pulumi.{self.stack}.yaml"
+
+
+def parse_settings(raw: RawConfig) -> Settings:
+    """Validate a stack's raw config into `Settings` or raise one `SettingsError`."""
+    problems: list[tuple[str, str]] = []
+    data: dict[str, Any] = _nest({k: _decode(v) for k, v in raw.values.items()})
+
+    secrets_present = frozenset(k for k in SECRET_KEYS if k in data)
+    for key in secrets_present:
+        if key not in raw.secret_keys:
+            problems.append((key, "is a secret: set it with `pulumi config set --secret`"))
+    problems += connection_problems(data.get("connections"))
+    problems += variable_problems(data.get("variables"))
+    for key in secrets_present:
+        data.pop(key)
+
+    target_raw = data.get("target")
+    target: Target | None = None
+    try:
+        target = Target(str(target_raw))
+    except ValueError:
+        problems.append(("target", f"must be one of minikube, eks (got {target_raw!r})"))
+
+    environment = data.get("environment", raw.stack)
+    if not isinstance(environment, str) or not DNS_LABEL.match(environment):
+        problems.append(("environment", f"{environment!r} is not a short lowercase name"))
+        environment = raw.stack
+
+    if target is Target.MINIKUBE:
+        problems += [
+            (k, "is AWS-only; a minikube stack may not set it")
+            for k in EKS_ONLY
+            if _has_path(data, k)
+        ]
+        if environment == "production":
+            problems.append(("environment", "production needs target eks"))
+    if target is Target.EKS:
+        problems += [
+            (k, "is minikube-only; an eks stack may not set it")
+            for k in MINIKUBE_ONLY
+            if _has_path(data, k)
+        ]
+        if not _has_path(data, "aws.region"):
+            problems.append(("aws.region", "is required on an eks stack"))
+
+    defaults = _defaults(target or Target.MINIKUBE, environment)
+    fixed = {"stack": raw.stack, "environment": environment, "secretsSet": secrets_present}
+    settings, field_problems = _validate({**_deep_merge(defaults, data), **fixed})
+    reported = {key for key, _ in problems}
+    problems += [p for p in field_problems if p[0] not in reported]
+    if settings is None:
+        # Validate again without the bad keys, so rules across fields are checked too
+        # and the user sees every problem in one go.
+        pruned = copy.deepcopy(data)
+        for key, _ in field_problems:
+            _drop(pruned, key.split("[")[0])
+        settings, _ = _validate({**_deep_merge(defaults, pruned), **fixed})
+    if settings is not None:
+        bad = {key for key, _ in problems}
+        problems += [p for p in _cross_field_problems(settings) if p[0] not in bad]
+    if problems:
+        raise SettingsError(raw.stack_file, problems)
+    assert settings is not None
+    return settings
+
+
+def _validate(data: dict[str, Any]) -> tuple[Settings | None, list[tuple[str, str]]]:
+    try:
+        return Settings.model_validate(data), []
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "is not a known key (see the README's config table)"
+            problems.append((_loc(e["loc"]), msg))
+        return None, problems
+
+
+def _drop(data: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+CONNECTION_FIELDS = frozenset(
+    {"conn_type", "host", "login", "password", "schema", "port", "extra", "description"}
+)
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _names_problems(key: str, names: Iterable[str]) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for name in names:
+        if not IDENTIFIER.match(name):
+            p.append(
+                (
+                    f"{key}.{name}",
+                    "is not a valid name (letters, digits, '_'; not starting with a digit)",
+                )
+            )
+        elif name.upper() in seen:
+            p.append(
+                (
+                    f"{key}.{name}",
+                    f"collides with {seen[name.upper()]!r} (names are upper-cased in env vars)",
+                )
+            )
+        seen.setdefault(name.upper(), name)
+    return p
+
+
+def connection_problems(value: Any) -> list[tuple[str, str]]:
+    """Each connection is a URI (`type://...`) or an object with Airflow's connection fields."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return [("connections", "must be a map of connection id -> URI or object")]
+    p = _names_problems("connections", value)
+    for conn_id, conn in value.items():
+        key = f"connections.{conn_id}"
+        if isinstance(conn, str):
+            if not URI_SCHEME.match(conn):
+                p.append((key, "is not a connection URI like aws://?region_name=eu-west-1"))
+        elif isinstance(conn, Mapping):
+            unknown = sorted(set(conn) - CONNECTION_FIELDS)
+            if unknown:
+                p.append((key, f"unknown connection fields {unknown}"))
+            if not isinstance(conn.get("conn_type"), str) or not conn.get("conn_type"):
+                p.append((key, "needs a conn_type"))
+            if "port" in conn and not isinstance(conn["port"], int):
+                p.append((key, "port must be an integer"))
+            if "extra" in conn and not isinstance(conn["extra"], Mapping | str):
+                p.append((key, "extra must be an object or a JSON string"))
+        else:
+            p.append((key, "must be a URI string or an object"))
+    return p
+
+
+def variable_problems(value: Any) -> list[tuple[str, str]]:
+    """Variables are `key -> string` (objects and lists are stored as JSON)."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return [("variables", "must be a map of variable key -> value")]
+    return _names_problems("variables", value)
+
+
+def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    sec = s.secrets_set
+    gs = s.airflow.git_sync
+    if s.airflow.dags_source == "gitSync" and not gs.repo:
+        p.append(("airflow.gitSync.repo", "is required when DAGs come from git-sync"))
+    if s.airflow.dags_source == "hostPath":
+        if s.is_eks:
+            p.append(("airflow.dagsSource", "hostPath is for minikube only; use gitSync"))
+        elif not s.airflow.dags_host_path.startswith("/"):
+            p.append(
+                (
+                    "airflow.dagsHostPath",
+                    "an absolute path on the minikube node is required for hostPath",
+                )
+            )
+    if "gitSyncSshKey" in sec and sec & {"gitSyncUsername", "gitSyncToken"}:
+        p.append(
+            ("gitSyncSshKey", "set either gitSyncSshKey or gitSyncUsername/gitSyncToken, not both")
+        )
+    if ("gitSyncUsername" in sec) != ("gitSyncToken" in sec):
+        p.append(("gitSyncToken", "gitSyncUsername and gitSyncToken go together"))
+    if "gitSyncSshKey" in sec and not s.git_sync_known_hosts:
+        p.append(
+            ("gitSyncKnownHosts", "is required with gitSyncSshKey (host key checking stays on)")
+        )
+    if "gitSyncSshKey" in sec and gs.repo.startswith("https://"):
+        p.append(("airflow.gitSync.repo", "an ssh key needs an ssh URL (git@host:org/repo.git)"))
+    if sec & {"gitSyncUsername", "gitSyncToken"} and gs.repo and not gs.repo.startswith("https://"):
+        p.append(("airflow.gitSync.repo", "username/token credentials need an https:// URL"))
+    if s.airflow.create_admin_user and "adminPassword" not in sec:
+        p.append(
+            ("adminPassword", "is required (as a secret) when airflow.createAdminUser is true")
+        )
+    ing = s.airflow.ingress
+    if ing.enabled and not ing.host:
+        p.append(("airflow.ingress.host", "is required when the ingress is enabled"))
+
+    c = s.cluster
+    if s.is_eks:
+        if not c.min_nodes <= c.desired_nodes <= c.max_nodes:
+            p.append(
+                (
+                    "cluster.desiredNodes",
+                    f"must be between minNodes ({c.min_nodes}) and maxNodes ({c.max_nodes})",
+                )
+            )
+        if c.public_access_cidrs and not c.endpoint_public_access:
+            p.append(("cluster.publicAccessCidrs", "only applies with endpointPublicAccess: true"))
+    if s.is_production and s.is_eks:
+        d = s.database
+        if not d.multi_az:
+            p.append(("database.multiAz", "must be true in production"))
+        if not d.deletion_protection:
+            p.append(("database.deletionProtection", "must be true in production"))
+        if d.backup_retention_days < 7:
+            p.append(("database.backupRetentionDays", "must be at least 7 in production"))
+        if c.min_nodes < 2:
+            p.append(("cluster.minNodes", "must be at least 2 in production"))
+        if c.spot:
+            p.append(("cluster.spot", "production runs on on-demand capacity"))
+        if c.endpoint_public_access and not c.public_access_cidrs:
+            p.append(
+                (
+                    "cluster.endpointPublicAccess",
+                    "production needs a private endpoint unless publicAccessCidrs allow-lists",
+                )
+            )
+        if s.network.az_count < 3:
+            p.append(("network.azCount", "must be at least 3 in production"))
+        if ing.enabled and not ing.internal:
+            p.append(("airflow.ingress.internal", "production's UI ingress must be internal"))
+    return p
+
+
+def raw_config_from_runtime(stack: str) -> RawConfig:
+    """The config Pulumi passed to this program, for this project's namespace."""
+    from pulumi.runtime import config as rc
+
+    prefix = f"{PROJECT}:"
+    keys = set(rc.CONFIG.get()) | set(rc.get_config_env())
+    values = {k[len(prefix) :]: rc.get_config(k) for k in sorted(keys) if k.startswith(prefix)}
+    secret = frozenset(k for k in values if rc.is_config_secret(prefix + k))
+    secret |= frozenset(
+        k[len(prefix) :] for k in rc.get_config_secret_keys_env() if k.startswith(prefix)
+    )
+    return RawConfig(stack=stack, values=values, secret_keys=secret)
+
+
+def load_settings() -> Settings:
+    """Read and validate the running stack's config (no resource is created)."""
+    import pulumi
+
+    return parse_settings(raw_config_from_runtime(pulumi.get_stack()))

@@ -1,0 +1,175 @@
+"""Bad stack files: one error naming the file and every bad key; nothing registered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.settings import (
+    RawConfig,
+    SettingsError,
+    Target,
+    parse_settings,
+)
+from tests.harness import try_stack
+
+# (case id, stack, values to set, secrets to set, keys to remove, keys the error must name)
+Case = tuple[str, str, dict[str, Any], dict[str, Any], tuple[str, ...], set[str]]
+
+CASES: list[Case] = [
+    ("unknown target", "local", {"target": "gke"}, {}, (), {"target"}),
+    ("missing target", "local", {}, {}, ("target",), {"target"}),
+    ("unknown top key", "local", {"databse.multiAz": True}, {}, (), {"databse"}),
+    ("unknown nested key", "integration", {"database.multiAZ": True}, {}, (), {"database.multiAZ"}),
+    ("int as word", "integration", {"network.azCount": "three"}, {}, (), {"network.azCount"}),
+    ("nodes as word", "integration", {"cluster.desiredNodes": "many"}, {}, (), {"cluster.desiredNodes"}),
+    ("bool as word", "integration", {"database.multiAz": "maybe"}, {}, (), {"database.multiAz"}),
+    ("eks without region", "integration", {}, {}, ("aws.region",), {"aws.region"}),
+    ("bad region", "integration", {"aws.region": "europe"}, {}, (), {"aws.region"}),
+    ("minikube sets region", "local", {"aws.region": "eu-west-1"}, {}, (), {"aws"}),
+    ("minikube sets rds class", "local", {"database.instanceClass": "db.t4g.micro"}, {}, (), {"database.instanceClass"}),
+    ("minikube sets spot", "local", {"cluster.spot": True}, {}, (), {"cluster.spot"}),
+    ("minikube sets vpc", "local", {"network.cidr": "10.1.0.0/16"}, {}, (), {"network"}),
+    ("minikube sets ecr", "local", {"registry.immutableTags": True}, {}, (), {"registry.immutableTags"}),
+    ("eks sets kube context", "integration", {"cluster.kubeContext": "dev"}, {}, (), {"cluster.kubeContext"}),
+    ("prod single az db", "production", {"database.multiAz": False}, {}, (), {"database.multiAz"}),
+    ("prod no deletion protection", "production", {"database.deletionProtection": False}, {}, (), {"database.deletionProtection"}),
+    ("prod one node", "production", {"cluster.minNodes": 1, "cluster.desiredNodes": 1}, {}, (), {"cluster.minNodes"}),
+    ("prod public endpoint", "production", {"cluster.endpointPublicAccess": True}, {}, (), {"cluster.endpointPublicAccess"}),
+    ("prod spot", "production", {"cluster.spot": True}, {}, (), {"cluster.spot"}),
+    ("prod short backups", "production", {"database.backupRetentionDays": 3}, {}, (), {"database.backupRetentionDays"}),
+    ("prod two azs", "production", {"network.azCount": 2}, {}, (), {"network.azCount"}),
+    ("cidr prefix 33", "integration", {"network.cidr": "10.0.0.0/33"}, {}, (), {"network.cidr"}),
+    ("cidr public range", "integration", {"network.cidr": "8.8.0.0/16"}, {}, (), {"network.cidr"}),
+    ("cidr too small", "integration", {"network.cidr": "10.0.0.0/24"}, {}, (), {"network.cidr"}),
+    ("allow-list everything", "integration", {"cluster.publicAccessCidrs": ["0.0.0.0/0"]}, {}, (), {"cluster.publicAccessCidrs"}),
+    ("allow-list not a cidr", "integration", {"cluster.publicAccessCidrs": ["office"]}, {}, (), {"cluster.publicAccessCidrs[0]"}),
+    ("desired above max", "integration", {"cluster.desiredNodes": 9}, {}, (), {"cluster.desiredNodes"}),
+    ("instance types not a list", "integration", {"cluster.instanceTypes": 5}, {}, (), {"cluster.instanceTypes"}),
+    ("postgres 9", "integration", {"database.engineVersion": "9"}, {}, (), {"database.engineVersion"}),
+    ("rds class without db.", "integration", {"database.instanceClass": "m5.large"}, {}, (), {"database.instanceClass"}),
+    ("chart version not semver", "local", {"airflow.chartVersion": "1.22"}, {}, (), {"airflow.chartVersion"}),
+    ("namespace uppercase", "local", {"airflow.namespace": "Airflow_NS"}, {}, (), {"airflow.namespace"}),
+    ("git-sync without repo", "local", {}, {}, ("airflow.gitSync.repo",), {"airflow.gitSync.repo"}),
+    ("git-sync ftp repo", "local", {"airflow.gitSync.repo": "ftp://example.com/r.git"}, {}, (), {"airflow.gitSync.repo"}),
+    ("git-sync period", "local", {"airflow.gitSync.period": "soon"}, {}, (), {"airflow.gitSync.period"}),
+    ("git-sync subPath escapes", "local", {"airflow.gitSync.subPath": "../etc"}, {}, (), {"airflow.gitSync.subPath"}),
+    ("bucket name", "integration", {"airflow.logs.bucket": "My_Bucket"}, {}, (), {"airflow.logs.bucket"}),
+    ("ssh key and credentials", "integration", {"gitSyncKnownHosts": "github.com ssh-ed25519 AAAA"}, {"gitSyncSshKey": "k", "gitSyncUsername": "u", "gitSyncToken": "t"}, (), {"gitSyncSshKey", "airflow.gitSync.repo"}),
+    ("token in plaintext", "integration", {"gitSyncToken": "ghp_plain", "gitSyncUsername": "bot"}, {}, (), {"gitSyncToken", "gitSyncUsername"}),
+    ("admin without password", "local", {"airflow.createAdminUser": True}, {}, (), {"adminPassword"}),
+    ("host path on eks", "integration", {"airflow.dagsSource": "hostPath"}, {}, (), {"airflow.dagsSource"}),
+    ("production on minikube", "local", {"environment": "production"}, {}, (), {"environment"}),
+    ("one az", "integration", {"network.azCount": 1}, {}, (), {"network.azCount"}),
+    ("connection id with dash", "local", {}, {"connections": '{"my-s3": "aws://"}'}, (), {"connections.my-s3"}),
+    ("connection not a uri", "local", {}, {"connections": '{"warehouse": "just text"}'}, (), {"connections.warehouse"}),
+    ("connection object without type", "local", {}, {"connections": '{"warehouse": {"host": "db"}}'}, (), {"connections.warehouse"}),
+    ("variables not a map", "local", {}, {"variables": '["a", "b"]'}, (), {"variables"}),
+    ("ingress without host", "integration", {"airflow.ingress.enabled": True}, {}, (), {"airflow.ingress.host"}),
+    ("ssh key without known hosts", "integration", {"airflow.gitSync.repo": "git@github.com:acme/dags.git"}, {"gitSyncSshKey": "k"}, (), {"gitSyncKnownHosts"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("stack", "values", "secrets", "remove", "keys"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_bad_config_is_one_clear_error_and_registers_nothing(
+    stack: str, values: dict[str, Any], secrets: dict[str, Any], remove: tuple[str, ...], keys: set[str]
+) -> None:
+    error, run = try_stack(stack, set_values=values, set_secrets=secrets, remove=remove)
+    assert isinstance(error, SettingsError), f"expected a SettingsError, got {error!r}"
+    assert run.resources == []
+    assert {key for key, _ in error.problems} == keys
+    lines = str(error).splitlines()[1:]
+    assert len(lines) == len(keys)
+    for key in keys:
+        assert any(line.startswith(f"Pulumi.{stack}.yaml: airflow-platform:{key}: ") for line in lines), lines
+
+
+def test_at_least_thirty_cases() -> None:
+    assert len(CASES) >= 30
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    error, run = try_stack(
+        "production",
+        set_values={
+            "database.multiAz": False,
+            "cluster.spot": True,
+            "network.cidr": "10.0.0.0/8",
+            "airflow.chartVersion": "latest",
+            "cluster.kubeContext": "minikube",
+        },
+        remove=("aws.region",),
+    )
+    assert isinstance(error, SettingsError)
+    assert run.resources == []
+    assert {k for k, _ in error.problems} == {
+        "database.multiAz",
+        "cluster.spot",
+        "network.cidr",
+        "airflow.chartVersion",
+        "cluster.kubeContext",
+        "aws.region",
+    }
+    assert str(error).startswith("6 problem(s) in Pulumi.production.yaml:")
+
+
+def raw(stack: str, **values: Any) -> RawConfig:
+    return RawConfig(stack=stack, values=values, secret_keys=frozenset())
+
+
+def test_defaults_follow_the_per_stack_matrix() -> None:
+    repo = {"airflow.gitSync.repo": "https://example.com/dags.git"}
+    prod = parse_settings(raw("production", target="eks", **{"aws.region": "eu-west-1"}, **repo))
+    integ = parse_settings(raw("integration", target="eks", **{"aws.region": "eu-west-1"}, **repo))
+    local = parse_settings(raw("local", target="minikube", **repo))
+    assert (prod.network.az_count, prod.network.nat_per_az) == (3, True)
+    assert (integ.network.az_count, integ.network.nat_per_az) == (2, False)
+    assert prod.database.multi_az and prod.database.deletion_protection
+    assert not integ.database.multi_az and not integ.database.deletion_protection
+    assert prod.registry.immutable_tags and not integ.registry.immutable_tags
+    assert not prod.cluster.spot and integ.cluster.spot
+    assert not prod.cluster.endpoint_public_access and prod.cluster.min_nodes >= 2
+    assert prod.airflow.logs.versioning and not integ.airflow.logs.versioning
+    assert local.target is Target.MINIKUBE and local.cluster.kube_context == "minikube"
+    assert prod.logs_bucket == "airflow-platform-production-task-logs"
+
+
+def test_config_values_arrive_as_strings_and_are_coerced() -> None:
+    s = parse_settings(
+        raw(
+            "integration",
+            target="eks",
+            **{
+                "aws.region": "us-east-1",
+                "cluster.desiredNodes": "2",
+                "cluster.spot": "false",
+                "cluster.instanceTypes": '["m6i.large"]',
+                "airflow.gitSync.repo": "git@github.com:acme/dags.git",
+            },
+        )
+    )
+    assert s.cluster.desired_nodes == 2 and s.cluster.spot is False
+    assert s.cluster.instance_types == ["m6i.large"]
+
+
+def test_production_allow_list_permits_a_public_endpoint() -> None:
+    s = parse_settings(
+        raw(
+            "production",
+            target="eks",
+            **{
+                "aws.region": "eu-west-1",
+                "cluster.endpointPublicAccess": "true",
+                "cluster.publicAccessCidrs": '["203.0.113.0/24"]',
+                "airflow.gitSync.repo": "https://example.com/dags.git",
+            },
+        )
+    )
+    assert s.cluster.endpoint_public_access and [str(c) for c in s.cluster.public_access_cidrs] == [
+        "203.0.113.0/24"
+    ]
