@@ -5,21 +5,24 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.airflow import AirflowRelease, AirflowReleaseArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.network import Network, NetworkArgs
 from components.registry import Registry, RegistryArgs
 from components.settings import load_settings
+from components.stack_secrets import StackSecrets
 
 settings = load_settings()  # raises on a bad stack file before anything is registered
-opts = None
+secrets = StackSecrets.load(settings)
+aws_opts = None
 network = None
 if settings.is_eks:
     aws_provider = aws.Provider("aws", region=settings.region)
-    opts = pulumi.ResourceOptions(providers={"aws": aws_provider})
-    network = Network("network", NetworkArgs(settings), opts)
+    aws_opts = pulumi.ResourceOptions(providers={"aws": aws_provider})
+    network = Network("network", NetworkArgs(settings), aws_opts)
 
-registry = Registry("registry", RegistryArgs(settings, Path(__file__).parent / "image"), opts)
+registry = Registry("registry", RegistryArgs(settings, Path(__file__).parent / "image"), aws_opts)
 cluster = Cluster(
     "cluster",
     ClusterArgs(
@@ -28,7 +31,10 @@ cluster = Cluster(
         private_subnet_ids=network.private_subnet_ids if network else None,
         public_subnet_ids=network.public_subnet_ids if network else None,
     ),
-    opts,
+    aws_opts,
+)
+k8s_opts = pulumi.ResourceOptions.merge(
+    aws_opts, pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
 )
 database = Database(
     "database",
@@ -38,14 +44,32 @@ database = Database(
         subnet_ids=network.private_subnet_ids if network else None,
         allowed_security_group_id=cluster.node_security_group_id,
     ),
-    pulumi.ResourceOptions.merge(
-        opts, pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
-    ),
+    k8s_opts,
 )
-
-# Seam: the Airflow release (chart, secrets, log store) plugs in here.
+airflow = AirflowRelease(
+    "airflow",
+    AirflowReleaseArgs(
+        settings,
+        secrets,
+        image_repository=registry.repository,
+        image_tag=registry.tag,
+        db_host=database.host,
+        db_port=database.port,
+        db_name=database.database,
+        db_user=database.user,
+        db_password=database.password,
+        db_sslmode=database.sslmode,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_provider_url=cluster.oidc_provider_url,
+    ),
+    k8s_opts,
+)
 
 pulumi.export("cluster_name", cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("db_host", database.host)
 pulumi.export("image", registry.image_ref)
+pulumi.export("airflow_namespace", airflow.namespace)
+pulumi.export("task_logs_bucket", airflow.logs_bucket)
+pulumi.export("ui_command", airflow.ui_command)
+pulumi.export("ui_url", airflow.ui_url)

@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 
 from components.settings import SECRET_KEYS, Settings
 
-NOT_CONFIG = {"stack", "secrets_set"}
+NOT_CONFIG = {"stack", "secrets_set", "connection_ids", "variable_keys"}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ resource, so a bad stack file stops the program before anything is registered.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import ipaddress
 import json
@@ -331,6 +333,12 @@ class Settings(_Model):
     secrets_set: frozenset[str] = Field(
         default=frozenset(), exclude=True, description="Secret keys present."
     )
+    connection_ids: tuple[str, ...] = Field(
+        default=(), exclude=True, description="Ids in the connections secret (names only)."
+    )
+    variable_keys: tuple[str, ...] = Field(
+        default=(), exclude=True, description="Keys in the variables secret (names only)."
+    )
 
     @property
     def is_eks(self) -> bool:
@@ -509,6 +517,15 @@ def parse_settings(raw: RawConfig) -> Settings:
             problems.append((key, "is a secret: set it with `pulumi config set --secret`"))
     problems += connection_problems(data.get("connections"))
     problems += variable_problems(data.get("variables"))
+    problems += fernet_key_problems(data.get("fernetKey"))
+    names = {
+        "connectionIds": tuple(sorted(data["connections"]))
+        if isinstance(data.get("connections"), Mapping)
+        else (),
+        "variableKeys": tuple(sorted(data["variables"]))
+        if isinstance(data.get("variables"), Mapping)
+        else (),
+    }
     for key in secrets_present:
         data.pop(key)
 
@@ -542,7 +559,12 @@ def parse_settings(raw: RawConfig) -> Settings:
             problems.append(("aws.region", "is required on an eks stack"))
 
     defaults = _defaults(target or Target.MINIKUBE, environment)
-    fixed = {"stack": raw.stack, "environment": environment, "secretsSet": secrets_present}
+    fixed = {
+        "stack": raw.stack,
+        "environment": environment,
+        "secretsSet": secrets_present,
+        **names,
+    }
     settings, field_problems = _validate({**_deep_merge(defaults, data), **fixed})
     reported = {key for key, _ in problems}
     problems += [p for p in field_problems if p[0] not in reported]
@@ -554,7 +576,7 @@ def parse_settings(raw: RawConfig) -> Settings:
             _drop(pruned, key.split("[")[0])
         settings, _ = _validate({**_deep_merge(defaults, pruned), **fixed})
     if settings is not None:
-        bad = {key for key, _ in problems}
+        bad = {key.split("[")[0] for key, _ in problems}
         problems += [p for p in _cross_field_problems(settings) if p[0] not in bad]
     if problems:
         raise SettingsError(raw.stack_file, problems)
@@ -639,6 +661,19 @@ def connection_problems(value: Any) -> list[tuple[str, str]]:
     return p
 
 
+def fernet_key_problems(value: Any) -> list[tuple[str, str]]:
+    """A Fernet key is 32 bytes in url-safe base64."""
+    if value is None:
+        return []
+    try:
+        raw = base64.urlsafe_b64decode(str(value).encode())
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        return [("fernetKey", "is not a Fernet key (32 bytes, url-safe base64)")]
+    return []
+
+
 def variable_problems(value: Any) -> list[tuple[str, str]]:
     """Variables are `key -> string` (objects and lists are stored as JSON)."""
     if value is None:
@@ -697,6 +732,14 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
             )
         if c.public_access_cidrs and not c.endpoint_public_access:
             p.append(("cluster.publicAccessCidrs", "only applies with endpointPublicAccess: true"))
+        if c.endpoint_public_access and not c.public_access_cidrs:
+            p.append(
+                (
+                    "cluster.publicAccessCidrs",
+                    "a public API endpoint needs an allow-list (EKS would open it to 0.0.0.0/0);"
+                    " or set cluster.endpointPublicAccess: false",
+                )
+            )
     if s.is_production and s.is_eks:
         d = s.database
         if not d.multi_az:
@@ -709,13 +752,6 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
             p.append(("cluster.minNodes", "must be at least 2 in production"))
         if c.spot:
             p.append(("cluster.spot", "production runs on on-demand capacity"))
-        if c.endpoint_public_access and not c.public_access_cidrs:
-            p.append(
-                (
-                    "cluster.endpointPublicAccess",
-                    "production needs a private endpoint unless publicAccessCidrs allow-lists",
-                )
-            )
         if s.network.az_count < 3:
             p.append(("network.azCount", "must be at least 3 in production"))
         if ing.enabled and not ing.internal:

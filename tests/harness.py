@@ -21,7 +21,7 @@ from typing import Any
 
 import pulumi
 import yaml
-from google.protobuf import struct_pb2  # type: ignore[import-untyped]
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
 from pulumi.runtime.settings import ROOT
@@ -286,7 +286,7 @@ class RecordingMonitor(pmocks.MockMonitor):
         plain.CopyFrom(request)
         _refs_to_urns(plain.object)
         request = plain
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
         raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
@@ -409,7 +409,7 @@ def try_stack(
             outputs[name] = _sync_await(out.future())
             if _sync_await(out.is_secret()):
                 secret_outputs.add(name)
-    except Exception as exc:  # noqa: BLE001 - handed to the caller
+    except Exception as exc:  # handed to the caller
         error = exc
     finally:
         if added:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import SECRET_SIG, SIG_KEY, STACKS, Run, run_stack, fake_secret
+from tests.harness import SECRET_SIG, SIG_KEY, STACKS, Run, fake_secret, run_stack
 from tests.secrets_check import plaintext_leaks
 
 PRIVATE_REPO = {
     "set_values": {
         "airflow.gitSync.repo": "git@github.com:acme-data/airflow-platform.git",
-        "gitSyncKnownHosts": "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        "gitSyncKnownHosts": "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6",
     },
     "set_secrets": {"gitSyncSshKey": fake_secret("gitSyncSshKey")},
 }

@@ -30,9 +30,7 @@ def test_local_runs_on_minikube_without_aws(stack_runs: dict[str, Run]) -> None:
     assert image.inputs["skipPush"] is True
 
 
-@pytest.mark.parametrize(
-    ("stack", "azs", "nats"), [("integration", 2, 1), ("production", 3, 3)]
-)
+@pytest.mark.parametrize(("stack", "azs", "nats"), [("integration", 2, 1), ("production", 3, 3)])
 def test_eks_network_shape(stack_runs: dict[str, Run], stack: str, azs: int, nats: int) -> None:
     run = stack_runs[stack]
     assert count(run, "aws:ec2/vpc:Vpc") == 1
@@ -104,7 +102,10 @@ def test_registry_and_cluster_per_stack(
     repo = run.one("aws:ecr/repository:Repository")
     assert repo.inputs["imageScanningConfiguration"]["scanOnPush"] is True
     assert repo.inputs["imageTagMutability"] == mutability
-    assert run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["repository"] == repo.outputs["name"]
+    assert (
+        run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["repository"]
+        == repo.outputs["name"]
+    )
     eks = run.one("eks:index:Cluster")
     assert eks.inputs["createOidcProvider"] is True
     assert eks.inputs["endpointPublicAccess"] is public_endpoint

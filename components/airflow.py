@@ -1,0 +1,506 @@
+"""AirflowRelease: namespace, Secrets, task-log store access and the official chart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import chart_values as cv
+from components import iam
+from components.naming import tags
+from components.settings import Settings
+from components.stack_secrets import StackSecrets
+
+MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
+MINIO_CLIENT_IMAGE = "minio/mc:RELEASE.2025-04-16T18-13-26Z"
+MINIO_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class AirflowReleaseArgs:
+    settings: Settings
+    secrets: StackSecrets
+    image_repository: pulumi.Input[str]
+    image_tag: str
+    db_host: pulumi.Input[str]
+    db_port: pulumi.Input[int]
+    db_name: pulumi.Input[str]
+    db_user: pulumi.Input[str]
+    db_password: pulumi.Input[str]
+    db_sslmode: str
+    oidc_provider_arn: pulumi.Input[str] | None = None
+    oidc_provider_url: pulumi.Input[str] | None = None
+
+
+class AirflowRelease(pulumi.ComponentResource):
+    """Airflow on the cluster: the chart with KubernetesExecutor, git-sync and S3 task logs."""
+
+    namespace: pulumi.Output[str]
+    logs_bucket: pulumi.Output[str]
+    logs_role_arn: pulumi.Output[str] | None
+    ui_command: pulumi.Output[str]
+    ui_url: str | None
+
+    def __init__(
+        self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("airflow-platform:airflow:AirflowRelease", name, None, opts)
+        s = args.settings
+        self._name = name
+        self._child = pulumi.ResourceOptions(parent=self)
+        ns = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={
+                "name": s.airflow.namespace,
+                "labels": {"app.kubernetes.io/part-of": "airflow-platform"},
+            },
+            opts=self._child,
+        )
+        self.namespace = ns.metadata.name
+        created: list[pulumi.Output[str]] = []
+        created += self._core_secrets(args)
+        created += self._database_secrets(args)
+        created += self._git_secret(args)
+        created += self._connections_secret(args)
+
+        release_deps: list[pulumi.Resource] = []
+        if s.is_eks:
+            bucket_name, role_arn = self._s3_log_store(args)
+            logs_connection = pulumi.Output.from_input(
+                json.dumps(cv.task_logs_connection(s.region))
+            )
+        else:
+            bucket_name, logs_connection, bucket_job = self._in_cluster_log_store(args)
+            role_arn = None
+            # Tasks write logs from their first run: the bucket must exist before Airflow starts.
+            release_deps.append(bucket_job)
+        created.append(
+            self._secret(
+                "task-logs-connection",
+                cv.SECRETS.task_logs_connection,
+                {cv.env_name("CONN", cv.LOGS_CONN_ID): logs_connection},
+            )
+        )
+        self.logs_bucket = bucket_name
+        self.logs_role_arn = role_arn
+
+        extra_env = tuple(
+            [cv.env_name("CONN", c) for c in s.connection_ids]
+            + [cv.env_name("VAR", v) for v in s.variable_keys]
+        )
+        values = pulumi.Output.all(
+            repository=args.image_repository,
+            bucket=bucket_name,
+            role=role_arn,
+            secrets=pulumi.Output.all(*created),
+        ).apply(
+            lambda r: cv.chart_values(
+                cv.ChartInputs(
+                    settings=s,
+                    image_repository=r["repository"],
+                    image_tag=args.image_tag,
+                    logs_bucket=r["bucket"],
+                    logs_role_arn=r["role"],
+                    extra_secret_env=extra_env,
+                )
+            )
+        )
+        # Helm runs the chart's hooks: database migrations (post-install/post-upgrade,
+        # weight 1), then user creation (weight 2), on install and on every upgrade, and
+        # fails the release when one fails. `atomic` is left off on purpose: it implies
+        # --wait, and the chart's pods wait for migrations that only run after the wait.
+        k8s.helm.v3.Release(
+            f"{name}-chart",
+            name=cv.RELEASE_NAME,
+            chart=cv.CHART_NAME,
+            version=s.airflow.chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=cv.CHART_REPOSITORY),
+            namespace=self.namespace,
+            values=values,
+            skip_await=True,
+            atomic=False,
+            cleanup_on_fail=True,
+            timeout=s.airflow.helm_timeout_seconds,
+            max_history=10,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=release_deps),
+        )
+        self.ui_command = self.namespace.apply(cv.port_forward_command)
+        self.ui_url = cv.ui_url(s)
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "logs_bucket": self.logs_bucket,
+                "logs_role_arn": self.logs_role_arn,
+                "ui_command": self.ui_command,
+                "ui_url": self.ui_url,
+            }
+        )
+
+    def _secret(
+        self, short: str, secret_name: str, data: dict[str, pulumi.Input[str]]
+    ) -> pulumi.Output[str]:
+        """An Opaque Secret in the release namespace; returns its name (an Output)."""
+        secret = k8s.core.v1.Secret(
+            f"{self._name}-{short}",
+            metadata={
+                "name": secret_name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/part-of": "airflow-platform"},
+            },
+            type="Opaque",
+            string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
+            opts=self._child,
+        )
+        return secret.metadata.name
+
+    def _generated(
+        self, short: str, given: pulumi.Output[str] | None, length: int
+    ) -> pulumi.Output[str]:
+        if given is not None:
+            return given
+        return random.RandomPassword(
+            f"{self._name}-{short}", length=length, special=False, opts=self._child
+        ).result
+
+    def _core_secrets(self, args: AirflowReleaseArgs) -> list[pulumi.Output[str]]:
+        sec = args.secrets
+        if sec.fernet_key is not None:
+            fernet = sec.fernet_key
+        else:
+            raw = random.RandomBytes(f"{self._name}-fernet-key", length=32, opts=self._child)
+            fernet = raw.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))
+        names = [
+            self._secret("fernet-key", cv.SECRETS.fernet_key, {"fernet-key": fernet}),
+            self._secret(
+                "api-secret-key",
+                cv.SECRETS.api_secret_key,
+                {"api-secret-key": self._generated("api-secret-key", sec.api_secret_key, 64)},
+            ),
+            self._secret(
+                "jwt-secret",
+                cv.SECRETS.jwt_secret,
+                {"jwt-secret": self._generated("jwt-secret", sec.jwt_secret, 64)},
+            ),
+        ]
+        if args.settings.airflow.create_admin_user and sec.admin_password is not None:
+            names.append(
+                self._secret("admin-user", cv.SECRETS.admin_user, {"password": sec.admin_password})
+            )
+        return names
+
+    def _database_secrets(self, args: AirflowReleaseArgs) -> list[pulumi.Output[str]]:
+        """The metadata connection; on eks through PgBouncer, whose config matches it."""
+        s = args.settings
+        db = pulumi.Output.all(
+            host=args.db_host,
+            port=args.db_port,
+            name=args.db_name,
+            user=args.db_user,
+            password=args.db_password,
+            namespace=self.namespace,
+        )
+        if not s.is_eks:
+            uri = db.apply(
+                lambda d: cv.metadata_connection_uri(
+                    d["user"], d["password"], d["host"], d["port"], d["name"], args.db_sslmode
+                )
+            )
+            return [self._secret("metadata", cv.SECRETS.metadata, {"connection": uri})]
+        through_pgbouncer = db.apply(
+            lambda d: cv.metadata_connection_uri(
+                d["user"],
+                d["password"],
+                cv.pgbouncer_host(d["namespace"]),
+                cv.PGBOUNCER_PORT,
+                cv.pgbouncer_metadata_alias(),
+                "disable",
+            )
+        )
+        ini = db.apply(lambda d: cv.pgbouncer_ini(d["host"], d["port"], d["name"], d["user"], 20))
+        users = db.apply(lambda d: cv.pgbouncer_users(d["user"], d["password"]))
+        stats = db.apply(
+            lambda d: cv.metadata_connection_uri(
+                d["user"], d["password"], "127.0.0.1", cv.PGBOUNCER_PORT, "pgbouncer", "disable"
+            )
+        )
+        return [
+            self._secret("metadata", cv.SECRETS.metadata, {"connection": through_pgbouncer}),
+            self._secret(
+                "pgbouncer-config",
+                cv.SECRETS.pgbouncer_config,
+                {"pgbouncer.ini": ini, "users.txt": users},
+            ),
+            self._secret("pgbouncer-stats", cv.SECRETS.pgbouncer_stats, {"connection": stats}),
+        ]
+
+    def _git_secret(self, args: AirflowReleaseArgs) -> list[pulumi.Output[str]]:
+        sec = args.secrets
+        if sec.git_username is not None and sec.git_token is not None:
+            data: dict[str, pulumi.Input[str]] = {
+                "GITSYNC_USERNAME": sec.git_username,
+                "GITSYNC_PASSWORD": sec.git_token,
+                "GIT_SYNC_USERNAME": sec.git_username,
+                "GIT_SYNC_PASSWORD": sec.git_token,
+            }
+            return [self._secret("git-credentials", cv.SECRETS.git_credentials, data)]
+        if sec.git_ssh_key is not None:
+            return [
+                self._secret("git-ssh-key", cv.SECRETS.git_ssh_key, {"gitSshKey": sec.git_ssh_key})
+            ]
+        return []
+
+    def _connections_secret(self, args: AirflowReleaseArgs) -> list[pulumi.Output[str]]:
+        """Connections and variables from the stack's secret config, as AIRFLOW_CONN_/VAR_ env."""
+        s, sec = args.settings, args.secrets
+        data: dict[str, pulumi.Input[str]] = {}
+        if sec.connections is not None:
+            for conn_id in s.connection_ids:
+                data[cv.env_name("CONN", conn_id)] = _entry(sec.connections, conn_id)
+        if sec.variables is not None:
+            for key in s.variable_keys:
+                data[cv.env_name("VAR", key)] = _entry(sec.variables, key)
+        if not data:
+            return []
+        return [self._secret("connections-variables", cv.SECRETS.connections_variables, data)]
+
+    def _s3_log_store(
+        self, args: AirflowReleaseArgs
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The task-log bucket and the IRSA role every log-writing service account assumes."""
+        s = args.settings
+        logs = s.airflow.logs
+        name = self._name
+        if args.oidc_provider_arn is None or args.oidc_provider_url is None:
+            raise ValueError("S3 task logs on eks need the cluster's OIDC provider")
+        bucket = aws.s3.Bucket(
+            f"{name}-logs",
+            bucket=s.logs_bucket,
+            force_destroy=not s.is_production,
+            tags=tags(s, f"{name}-logs"),
+            opts=self._child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-logs",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-logs",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=self._child,
+        )
+        if logs.versioning:
+            aws.s3.BucketVersioning(
+                f"{name}-logs",
+                bucket=bucket.id,
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                    status="Enabled"
+                ),
+                opts=self._child,
+            )
+        prefix = logs.prefix.strip("/")
+        rule = aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-task-logs",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(
+                prefix=f"{prefix}/" if prefix else ""
+            ),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                days=logs.retention_days
+            ),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                noncurrent_days=30
+            ),
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                days_after_initiation=7
+            ),
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-logs", bucket=bucket.id, rules=[rule], opts=self._child
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-logs",
+            bucket=bucket.id,
+            policy=bucket.bucket.apply(lambda b: json.dumps(iam.tls_only_bucket_policy(b))),
+            opts=self._child,
+        )
+        trust = pulumi.Output.all(
+            args.oidc_provider_arn, args.oidc_provider_url, self.namespace
+        ).apply(
+            lambda a: json.dumps(
+                iam.irsa_trust_policy(a[0], a[1], a[2], list(cv.LOG_SERVICE_ACCOUNTS.values()))
+            )
+        )
+        role = aws.iam.Role(
+            f"{name}-task-logs",
+            assume_role_policy=trust,
+            description="Airflow task logs in S3 (IRSA)",
+            tags=tags(s, f"{name}-task-logs"),
+            opts=self._child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-task-logs",
+            role=role.id,
+            policy=bucket.bucket.apply(lambda b: json.dumps(iam.task_logs_policy(b, logs.prefix))),
+            opts=self._child,
+        )
+        return bucket.bucket, role.arn
+
+    def _in_cluster_log_store(
+        self, args: AirflowReleaseArgs
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Resource]:
+        """MinIO in the release namespace, its bucket created on deploy (minikube)."""
+        s = args.settings
+        name = self._name
+        labels = {
+            "app.kubernetes.io/name": "minio",
+            "app.kubernetes.io/part-of": "airflow-platform",
+        }
+        user = random.RandomPassword(
+            f"{name}-minio-user", length=20, special=False, opts=self._child
+        )
+        password = random.RandomPassword(
+            f"{name}-minio-password", length=40, special=False, opts=self._child
+        )
+        credentials = k8s.core.v1.Secret(
+            f"{name}-minio",
+            metadata={"name": "minio-root", "namespace": self.namespace, "labels": labels},
+            type="Opaque",
+            string_data={"MINIO_ROOT_USER": user.result, "MINIO_ROOT_PASSWORD": password.result},
+            opts=self._child,
+        )
+        env_from = [{"secretRef": {"name": credentials.metadata.name}}]
+        claim_spec: Any = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "5Gi"}},
+        }
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-minio",
+            metadata={"name": "minio-data", "namespace": self.namespace, "labels": labels},
+            spec=claim_spec,
+            opts=self._child,
+        )
+        deployment_spec: Any = {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "minio",
+                            "image": MINIO_IMAGE,
+                            "args": ["server", "/data"],
+                            "envFrom": env_from,
+                            "ports": [{"containerPort": 9000, "name": "s3"}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/minio/health/ready", "port": 9000},
+                                "periodSeconds": 5,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "256Mi"},
+                                "limits": {"memory": "512Mi"},
+                            },
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        }
+                    ],
+                    "volumes": [
+                        {
+                            "name": "data",
+                            "persistentVolumeClaim": {"claimName": claim.metadata.name},
+                        }
+                    ],
+                },
+            },
+        }
+        k8s.apps.v1.Deployment(
+            f"{name}-minio",
+            metadata={"name": "minio", "namespace": self.namespace, "labels": labels},
+            spec=deployment_spec,
+            opts=self._child,
+        )
+        service_spec: Any = {
+            "type": "ClusterIP",
+            "selector": labels,
+            "ports": [{"name": "s3", "port": 9000, "targetPort": 9000}],
+        }
+        service = k8s.core.v1.Service(
+            f"{name}-minio",
+            metadata={"name": "minio", "namespace": self.namespace, "labels": labels},
+            spec=service_spec,
+            opts=self._child,
+        )
+        endpoint = pulumi.Output.concat(
+            "http://", service.metadata.name, ".", self.namespace, ".svc.cluster.local:9000"
+        )
+        bucket = s.logs_bucket
+        script = (
+            'until mc alias set store "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD";'
+            " do sleep 2; done"
+            f" && mc mb --ignore-existing store/{bucket}"
+            f" && (mc ilm rule add --expire-days {s.airflow.logs.retention_days} store/{bucket}"
+            ' || echo "lifecycle rule not set: task logs are kept")'
+        )
+        job_spec: Any = {
+            "backoffLimit": 6,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "containers": [
+                        {
+                            "name": "create-bucket",
+                            "image": MINIO_CLIENT_IMAGE,
+                            "command": ["/bin/sh", "-c", script],
+                            "envFrom": env_from,
+                            "env": [{"name": "ENDPOINT", "value": endpoint}],
+                        }
+                    ],
+                },
+            },
+        }
+        job = k8s.batch.v1.Job(
+            f"{name}-minio-bucket",
+            metadata={"name": "minio-create-bucket", "namespace": self.namespace, "labels": labels},
+            spec=job_spec,
+            opts=self._child,
+        )
+        connection = pulumi.Output.all(user.result, password.result, endpoint).apply(
+            lambda a: json.dumps(
+                {
+                    **cv.task_logs_connection(MINIO_REGION, a[2]),
+                    "login": a[0],
+                    "password": a[1],
+                }
+            )
+        )
+        return pulumi.Output.from_input(bucket), pulumi.Output.secret(connection), job
+
+
+def _entry(entries: pulumi.Output[dict[str, Any]], name: str) -> pulumi.Output[str]:
+    """One connection or variable of the secret map, as the env value Airflow reads."""
+    return entries.apply(lambda e: _as_env_value(e[name]))
+
+
+def _as_env_value(value: Any) -> str:
+    """Connections as URI or JSON; variables as text (objects and lists as JSON)."""
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,366 @@
+"""The Airflow chart's values as a pure function of settings and resolved names.
+
+Nothing here talks to Pulumi: every input is plain data, so the result can be
+validated against the chart's own JSON schema and inspected in tests. Secrets
+never appear here: the chart gets the *names* of Kubernetes Secrets that the
+AirflowRelease component creates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from components.settings import Settings
+
+AIRFLOW_VERSION = "3.2.2"
+"""The Airflow version of the image (`image/Dockerfile`) and the pinned chart's appVersion."""
+
+CHART_REPOSITORY = "https://airflow.apache.org"
+CHART_NAME = "airflow"
+RELEASE_NAME = "airflow"
+LOGS_CONN_ID = "aws_task_logs"
+PGBOUNCER_PORT = 6543
+API_SERVER_PORT = 8080
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+# Airflow components that write or read task logs, keyed by the chart's values section.
+LOG_SERVICE_ACCOUNTS: dict[str, str] = {
+    "scheduler": f"{RELEASE_NAME}-scheduler",
+    "workers": f"{RELEASE_NAME}-worker",
+    "triggerer": f"{RELEASE_NAME}-triggerer",
+    "dagProcessor": f"{RELEASE_NAME}-dag-processor",
+    "apiServer": f"{RELEASE_NAME}-api-server",
+}
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    """Names of the Kubernetes Secrets the chart reads (created by AirflowRelease)."""
+
+    metadata: str = "airflow-platform-metadata"
+    pgbouncer_config: str = "airflow-platform-pgbouncer-config"
+    pgbouncer_stats: str = "airflow-platform-pgbouncer-stats"
+    fernet_key: str = "airflow-platform-fernet-key"
+    api_secret_key: str = "airflow-platform-api-secret-key"  # noqa: S105 (a Secret's name)
+    jwt_secret: str = "airflow-platform-jwt-secret"  # noqa: S105 (a Secret's name)
+    git_credentials: str = "airflow-platform-git-credentials"
+    git_ssh_key: str = "airflow-platform-git-ssh-key"
+    task_logs_connection: str = "airflow-platform-task-logs-connection"
+    connections_variables: str = "airflow-platform-connections-variables"
+    admin_user: str = "airflow-platform-admin-user"
+
+
+SECRETS = SecretNames()
+
+
+def remote_base_log_folder(bucket: str, prefix: str) -> str:
+    """`s3://bucket/prefix` with no doubled or trailing slash."""
+    prefix = prefix.strip("/")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
+def logging_config(bucket: str, prefix: str, conn_id: str) -> dict[str, str]:
+    """Airflow's `[logging]` section for remote task logs in S3.
+
+    The same keys on every stack: on EKS the connection resolves to the IRSA
+    web identity; on minikube it carries the in-cluster store's endpoint URL.
+    """
+    return {
+        "remote_logging": "True",
+        "remote_base_log_folder": remote_base_log_folder(bucket, prefix),
+        "remote_log_conn_id": conn_id,
+        "delete_local_logs": "False",
+        "encrypt_s3_logs": "False",
+        "colored_console_log": "False",
+    }
+
+
+def env_name(kind: str, name: str) -> str:
+    """`AIRFLOW_CONN_<ID>` / `AIRFLOW_VAR_<KEY>`: how Airflow finds them in the environment."""
+    return f"AIRFLOW_{kind}_{name.upper()}"
+
+
+def task_logs_connection(region: str, endpoint_url: str | None = None) -> dict[str, Any]:
+    """The task-log connection without credentials: IRSA (eks) supplies them.
+
+    With an endpoint URL (the in-cluster store) the caller adds login/password.
+    """
+    extra: dict[str, Any] = {"region_name": region}
+    if endpoint_url:
+        extra["endpoint_url"] = endpoint_url
+    return {"conn_type": "aws", "extra": extra}
+
+
+def metadata_connection_uri(
+    user: str, password: str, host: str, port: int, database: str, sslmode: str
+) -> str:
+    """SQLAlchemy URI for the chart's metadata Secret (`connection` key)."""
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+        f"{quote(database, safe='')}?sslmode={sslmode}"
+    )
+
+
+def pgbouncer_host(namespace: str) -> str:
+    return f"{RELEASE_NAME}-pgbouncer.{namespace}"
+
+
+def pgbouncer_metadata_alias() -> str:
+    """The database name Airflow uses through PgBouncer (the chart's convention)."""
+    return f"{RELEASE_NAME}-metadata"
+
+
+def pgbouncer_ini(db_host: str, db_port: int, db_name: str, user: str, pool_size: int) -> str:
+    """`pgbouncer.ini` for the chart's PgBouncer: the metadata alias -> the real DB, over TLS."""
+    return "\n".join(
+        [
+            "[databases]",
+            f"{pgbouncer_metadata_alias()} = host={db_host} dbname={db_name} port={db_port}"
+            f" pool_size={pool_size}",
+            "",
+            "[pgbouncer]",
+            "pool_mode = transaction",
+            f"listen_port = {PGBOUNCER_PORT}",
+            "listen_addr = *",
+            "auth_type = scram-sha-256",
+            "auth_file = /etc/pgbouncer/users.txt",
+            f"stats_users = {user}",
+            "ignore_startup_parameters = extra_float_digits",
+            "max_client_conn = 200",
+            "verbose = 0",
+            "log_disconnections = 0",
+            "log_connections = 0",
+            "server_tls_sslmode = require",
+            "server_tls_ciphers = normal",
+            "",
+        ]
+    )
+
+
+def pgbouncer_users(user: str, password: str) -> str:
+    """`users.txt`: the one user Airflow connects as."""
+    return f'"{user}" "{password}"\n'
+
+
+@dataclass(frozen=True)
+class ChartInputs:
+    """Everything the values depend on, resolved to plain data."""
+
+    settings: Settings
+    image_repository: str
+    image_tag: str
+    logs_bucket: str
+    logs_role_arn: str | None = None
+    """The IRSA role for task logs (eks); None on minikube."""
+    extra_secret_env: tuple[str, ...] = ()
+    """Env names kept in the connections/variables Secret (AIRFLOW_CONN_*, AIRFLOW_VAR_*)."""
+
+
+def _sizes(settings: Settings) -> dict[str, Any]:
+    """Replicas and resources: the only way stacks differ besides names and addresses."""
+    if settings.is_production:
+        return {"replicas": 2, "cpu": "500m", "memory": "1Gi", "worker_memory": "1Gi"}
+    if settings.is_eks:
+        return {"replicas": 1, "cpu": "250m", "memory": "1Gi", "worker_memory": "1Gi"}
+    return {"replicas": 1, "cpu": "100m", "memory": "512Mi", "worker_memory": "512Mi"}
+
+
+def _service_account(name: str, role_arn: str | None) -> dict[str, Any]:
+    return {
+        "create": True,
+        "name": name,
+        "annotations": {IRSA_ANNOTATION: role_arn} if role_arn else {},
+    }
+
+
+def _resources(cpu: str, memory: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
+def git_sync_values(settings: Settings) -> dict[str, Any]:
+    """`dags.gitSync`: where the DAGs come from, and the credentials' Secret by name."""
+    gs = settings.airflow.git_sync
+    pinned = gs.rev if gs.rev != "HEAD" else gs.branch
+    values: dict[str, Any] = {
+        "enabled": settings.airflow.dags_source == "gitSync",
+        "repo": gs.repo,
+        "branch": gs.branch,
+        "rev": gs.rev,
+        "ref": pinned,
+        "subPath": gs.sub_path,
+        "period": gs.period,
+        "depth": 1,
+        "maxFailures": 3,
+    }
+    if {"gitSyncUsername", "gitSyncToken"} <= settings.secrets_set:
+        values["credentialsSecret"] = SECRETS.git_credentials
+    if "gitSyncSshKey" in settings.secrets_set:
+        values["sshKeySecret"] = SECRETS.git_ssh_key
+        values["knownHosts"] = settings.git_sync_known_hosts
+    return values
+
+
+def admin_user_job(settings: Settings) -> dict[str, Any]:
+    """The chart's user-creation hook: off, or fed from a Secret (never a password in values)."""
+    if not settings.airflow.create_admin_user:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "useHelmHooks": True,
+        "applyCustomEnv": False,
+        "args": [
+            "bash",
+            "-c",
+            'exec airflow users create --role Admin --username "$ADMIN_USERNAME"'
+            ' --password "$ADMIN_PASSWORD" --email "$ADMIN_USERNAME@localhost"'
+            " --firstname Airflow --lastname Admin",
+        ],
+        "env": [
+            {"name": "ADMIN_USERNAME", "value": settings.airflow.admin_username},
+            {
+                "name": "ADMIN_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": SECRETS.admin_user, "key": "password"}},
+            },
+        ],
+    }
+
+
+def ingress_values(settings: Settings) -> dict[str, Any]:
+    ing = settings.airflow.ingress
+    if not ing.enabled:
+        return {"apiServer": {"enabled": False}}
+    tls = {"enabled": bool(ing.tls_secret_name), "secretName": ing.tls_secret_name}
+    annotations = {}
+    if ing.class_name == "alb":
+        annotations = {
+            "alb.ingress.kubernetes.io/scheme": "internal" if ing.internal else "internet-facing",
+            "alb.ingress.kubernetes.io/target-type": "ip",
+        }
+    return {
+        "apiServer": {
+            "enabled": True,
+            "ingressClassName": ing.class_name,
+            "annotations": annotations,
+            "hosts": [{"name": ing.host, "tls": tls}],
+            "path": "/",
+            "pathType": "Prefix",
+        }
+    }
+
+
+def ui_url(settings: Settings) -> str | None:
+    ing = settings.airflow.ingress
+    if not ing.enabled:
+        return None
+    return f"{'https' if ing.tls_secret_name else 'http'}://{ing.host}/"
+
+
+def chart_values(inputs: ChartInputs) -> dict[str, Any]:
+    """The chart's values for one stack."""
+    s = inputs.settings
+    sizes = _sizes(s)
+    role = inputs.logs_role_arn
+    secret_env = [
+        {
+            "envName": env_name("CONN", LOGS_CONN_ID),
+            "secretName": SECRETS.task_logs_connection,
+            "secretKey": env_name("CONN", LOGS_CONN_ID),
+        }
+    ] + [
+        {"envName": env, "secretName": SECRETS.connections_variables, "secretKey": env}
+        for env in inputs.extra_secret_env
+    ]
+    component_resources = _resources(sizes["cpu"], sizes["memory"])
+    values: dict[str, Any] = {
+        "executor": "KubernetesExecutor",
+        "airflowVersion": AIRFLOW_VERSION,
+        "defaultAirflowTag": AIRFLOW_VERSION,
+        "images": {
+            "airflow": {
+                "repository": inputs.image_repository,
+                "tag": inputs.image_tag,
+                "pullPolicy": "IfNotPresent",
+            },
+            "useDefaultImageForMigration": False,
+        },
+        "postgresql": {"enabled": False},
+        "redis": {"enabled": False},
+        "data": {"metadataSecretName": SECRETS.metadata},
+        "fernetKeySecretName": SECRETS.fernet_key,
+        "apiSecretKeySecretName": SECRETS.api_secret_key,
+        "jwtSecretName": SECRETS.jwt_secret,
+        "pgbouncer": {
+            "enabled": s.is_eks,
+            "configSecretName": SECRETS.pgbouncer_config,
+            "metricsExporterSidecar": {
+                "statsSecretName": SECRETS.pgbouncer_stats,
+                "statsSecretKey": "connection",
+            },
+            "replicas": sizes["replicas"],
+        },
+        "secret": secret_env,
+        "config": {
+            "core": {"load_examples": "False"},
+            "logging": logging_config(inputs.logs_bucket, s.airflow.logs.prefix, LOGS_CONN_ID),
+            "kubernetes_executor": {"delete_worker_pods": "True"},
+        },
+        "dags": {"gitSync": git_sync_values(s)},
+        "migrateDatabaseJob": {
+            "enabled": True,
+            "useHelmHooks": True,
+            "ttlSecondsAfterFinished": 3600,
+        },
+        "createUserJob": admin_user_job(s),
+        "scheduler": {
+            "replicas": sizes["replicas"],
+            "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["scheduler"], role),
+            "resources": component_resources,
+        },
+        "workers": {
+            "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["workers"], role),
+            "resources": _resources(sizes["cpu"], sizes["worker_memory"]),
+        },
+        "triggerer": {
+            "replicas": sizes["replicas"],
+            "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["triggerer"], role),
+            "resources": component_resources,
+        },
+        "dagProcessor": {
+            "enabled": True,
+            "replicas": sizes["replicas"],
+            "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["dagProcessor"], role),
+            "resources": component_resources,
+        },
+        "apiServer": {
+            "replicas": sizes["replicas"],
+            "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["apiServer"], role),
+            "service": {"type": "ClusterIP"},
+            "resources": component_resources,
+        },
+        "ingress": ingress_values(s),
+    }
+    if s.airflow.dags_source == "hostPath":
+        values["dags"]["persistence"] = {"enabled": False}
+        values["volumes"] = [
+            {
+                "name": "dags-host",
+                "hostPath": {"path": s.airflow.dags_host_path, "type": "Directory"},
+            }
+        ]
+        values["volumeMounts"] = [
+            {"name": "dags-host", "mountPath": "/opt/airflow/dags", "readOnly": True}
+        ]
+    url = ui_url(s)
+    if url:
+        values["config"]["api"] = {"base_url": url}
+    return values
+
+
+def port_forward_command(namespace: str) -> str:
+    """What a user runs to reach the UI on http://localhost:8080."""
+    return (
+        f"kubectl --namespace {namespace} port-forward "
+        f"svc/{RELEASE_NAME}-api-server {API_SERVER_PORT}:{API_SERVER_PORT}"
+    )
