@@ -1,0 +1,182 @@
+"""Who may run what, where, and which operations need a second person's approval.
+
+The access file is YAML; its path comes from `SLACKBOT_ACCESS_FILE`. Every decision here is a
+plain function of the loaded file so that it can be tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from slackbot.operations import Operation
+
+WILDCARD = "*"
+PROTECTED_STACK = "production"
+"""The stack whose `up`/`destroy` need approval and whose `destroy` is off unless configured."""
+
+UserId = Annotated[str, StringConstraints(pattern=r"^(\*|[UW][A-Z0-9]{2,})$")]
+ChannelId = Annotated[str, StringConstraints(pattern=r"^(\*|[CGD][A-Z0-9]{2,})$")]
+ApproverId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
+
+
+class AccessError(Exception):
+    """The access file is missing, unreadable or invalid; the message lists every problem."""
+
+
+class AccessRule(BaseModel):
+    """Users (ids) in channels (ids) may run these subcommands. `*` matches anyone/anywhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    users: list[UserId] = Field(min_length=1)
+    channels: list[ChannelId] = Field(min_length=1)
+    commands: list[Operation] = Field(min_length=1)
+
+    def matches(self, user: str, channel: str, operation: Operation) -> bool:
+        """True when this rule lets `user` run `operation` from `channel`."""
+        return (
+            _listed(user, self.users)
+            and _listed(channel, self.channels)
+            and operation in self.commands
+        )
+
+
+class StackAccess(BaseModel):
+    """The rules of one stack."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: list[AccessRule] = Field(default_factory=list)
+    approvers: list[ApproverId] = Field(
+        default_factory=list, description="Users who may approve a protected operation."
+    )
+    require_approval: list[Operation] | None = Field(
+        default=None, description="Defaults to [up, destroy] on production, [] elsewhere."
+    )
+    destroy_enabled: bool | None = Field(
+        default=None, description="Defaults to false on production, true elsewhere."
+    )
+
+
+class AccessConfig(BaseModel):
+    """The whole access file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approval_window_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    stacks: dict[str, StackAccess] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _approvals_are_possible(self) -> AccessConfig:
+        problems: list[str] = []
+        for name in self.stacks:
+            needed = self.operations_needing_approval(name)
+            invalid = needed - {Operation.UP, Operation.REFRESH, Operation.DESTROY}
+            if invalid:
+                listed = ", ".join(sorted(op.value for op in invalid))
+                problems.append(f"stacks.{name}.require_approval: cannot include {listed}")
+            if needed and not self.stacks[name].approvers:
+                problems.append(f"stacks.{name}.approvers: approval is required but none listed")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def approval_window_seconds(self) -> float:
+        return self.approval_window_minutes * 60
+
+    def operations_needing_approval(self, stack: str) -> set[Operation]:
+        """The operations on `stack` that run only after another person approves them."""
+        rules = self.stacks.get(stack)
+        if rules is not None and rules.require_approval is not None:
+            return set(rules.require_approval)
+        if stack == PROTECTED_STACK:
+            return {Operation.UP, Operation.DESTROY}
+        return set()
+
+    def destroy_enabled(self, stack: str) -> bool:
+        rules = self.stacks.get(stack)
+        if rules is not None and rules.destroy_enabled is not None:
+            return rules.destroy_enabled
+        return stack != PROTECTED_STACK
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An answer to "may this happen?" with the reason shown to the user when it may not."""
+
+    allowed: bool
+    reason: str = ""
+
+
+def authorise(
+    config: AccessConfig, user: str, channel: str, stack: str, operation: Operation
+) -> Decision:
+    """May `user` run `operation` on `stack` from `channel`?"""
+    if operation is Operation.DESTROY and not config.destroy_enabled(stack):
+        return Decision(False, f"`destroy` is disabled for `{stack}`.")
+    rules = config.stacks.get(stack)
+    if rules is None or not any(rule.matches(user, channel, operation) for rule in rules.allow):
+        return Decision(False, f"You may not run `{operation}` on `{stack}` from this channel.")
+    return Decision(True)
+
+
+def needs_approval(config: AccessConfig, stack: str, operation: Operation) -> bool:
+    return operation in config.operations_needing_approval(stack)
+
+
+def may_approve(
+    config: AccessConfig,
+    approver: str,
+    requester: str,
+    stack: str,
+    requested_at: float,
+    now: float,
+) -> Decision:
+    """May `approver` approve `requester`'s operation on `stack` at time `now`?"""
+    if approver == requester:
+        return Decision(False, "You cannot approve your own request.")
+    rules = config.stacks.get(stack)
+    if rules is None or approver not in rules.approvers:
+        return Decision(False, f"You are not an approver for `{stack}`.")
+    if now - requested_at > config.approval_window_seconds:
+        return Decision(False, "This approval request has expired; ask for a new preview.")
+    return Decision(True)
+
+
+def load_access_config(path: Path) -> AccessConfig:
+    """Read and validate the access file, raising one `AccessError` listing every problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AccessError(f"{path}: cannot read the access file ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise AccessError(f"{path}: not valid YAML{where}") from None
+    try:
+        return AccessConfig.model_validate(raw if raw is not None else {})
+    except ValidationError as error:
+        problems = [
+            f"{path}: {'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False)
+        ]
+        raise AccessError("\n".join(problems)) from None
+
+
+def _listed(value: str, allowed: Iterable[str]) -> bool:
+    entries = set(allowed)
+    return value in entries or WILDCARD in entries

@@ -1,0 +1,102 @@
+"""The bot's settings, all from environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+_N = TypeVar("_N", int, float)
+
+DEFAULT_PORT = 3000
+DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """A required variable is missing or a value is invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bot_token: str = field(repr=False)
+    signing_secret: str | None = field(repr=False)
+    app_token: str | None = field(repr=False)
+    access_file: Path
+    audit_log: Path
+    project_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    command: str = "/airflow"
+    progress_interval: float = 30.0
+    notify_channel: str | None = None
+    backend_url: str | None = None
+    secrets_provider: str = "passphrase"
+    slack_api_url: str | None = None
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.app_token is not None
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read the settings; socket mode when `SLACK_APP_TOKEN` is set, HTTP mode otherwise."""
+
+    def optional(name: str) -> str | None:
+        value = environ.get(name, "").strip()
+        return value or None
+
+    def required(name: str, why: str) -> str:
+        value = optional(name)
+        if value is None:
+            raise SettingsError(f"{name} is not set: {why}")
+        return value
+
+    bot_token = required("SLACK_BOT_TOKEN", "the bot token (xoxb-...) of the Slack app")
+    app_token = optional("SLACK_APP_TOKEN")
+    signing_secret = (
+        optional("SLACK_SIGNING_SECRET")
+        if app_token
+        else required(
+            "SLACK_SIGNING_SECRET",
+            "HTTP mode needs the app's signing secret (or set SLACK_APP_TOKEN for Socket Mode)",
+        )
+    )
+    access_file = Path(required("SLACKBOT_ACCESS_FILE", "path of the access file (YAML)"))
+    audit_log = Path(required("SLACKBOT_AUDIT_LOG", "path of the audit log (JSON lines)"))
+    project_dir = Path(optional("SLACKBOT_PROJECT_DIR") or DEFAULT_PROJECT_DIR)
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise SettingsError(f"SLACKBOT_PROJECT_DIR: {project_dir} has no Pulumi.yaml")
+    command = optional("SLACKBOT_COMMAND") or "/airflow"
+    if not command.startswith("/"):
+        raise SettingsError("SLACKBOT_COMMAND must start with '/'")
+    return Settings(
+        bot_token=bot_token,
+        signing_secret=signing_secret,
+        app_token=app_token,
+        access_file=access_file,
+        audit_log=audit_log,
+        project_dir=project_dir,
+        host=optional("SLACKBOT_HOST") or "127.0.0.1",
+        port=_number("PORT", optional("PORT"), DEFAULT_PORT, int, 1, 65535),
+        command=command,
+        progress_interval=_number(
+            "SLACKBOT_PROGRESS_SECONDS", optional("SLACKBOT_PROGRESS_SECONDS"), 30.0, float, 1, 3600
+        ),
+        notify_channel=optional("SLACKBOT_NOTIFY_CHANNEL"),
+        backend_url=optional("PULUMI_BACKEND_URL"),
+        secrets_provider=optional("PULUMI_SECRETS_PROVIDER") or "passphrase",
+        slack_api_url=optional("SLACK_API_URL"),
+    )
+
+
+def _number(name: str, raw: str | None, default: _N, kind: type[_N], low: _N, high: _N) -> _N:
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}")
+    return value
