@@ -10,6 +10,7 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from components.iam import service_assume_role_policy
 from components.naming import resource_prefix, tags
 from components.settings import Settings
 
@@ -19,18 +20,7 @@ NODE_POLICIES = {
     "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 }
-NODE_ASSUME = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ec2.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
+NODE_ASSUME = json.dumps(service_assume_role_policy("ec2.amazonaws.com"))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,16 @@ from typing import Any
 Document = dict[str, Any]
 
 
+def service_assume_role_policy(service: str) -> Document:
+    """Trust for an AWS service principal, e.g. `ec2.amazonaws.com` for EKS nodes."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
 def oidc_issuer_host(oidc_provider_url: str) -> str:
     """The issuer as IAM condition keys spell it: no scheme, no trailing slash."""
     return oidc_provider_url.removeprefix("https://").rstrip("/")

@@ -9,21 +9,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.iam import service_assume_role_policy
 from components.naming import tags
 from components.settings import Settings
 
-FLOW_LOG_ASSUME = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
+FLOW_LOG_ASSUME = json.dumps(service_assume_role_policy("vpc-flow-logs.amazonaws.com"))
 
 
 def subnet_cidrs(cidr: ipaddress.IPv4Network, az_count: int) -> tuple[list[str], list[str]]:

@@ -20,20 +20,20 @@ def chart_schema() -> dict[str, Any]:
     return {**schema, "additionalProperties": False}
 
 
-def chart_version() -> str:
+def _chart_meta(key: str) -> str:
     for line in (CHART_DIR / "VERSION").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "version":
+        name, _, value = line.partition(":")
+        if name.strip() == key:
             return value.strip()
-    raise AssertionError("no version in VERSION")
+    raise AssertionError(f"no {key} in VERSION")
+
+
+def chart_version() -> str:
+    return _chart_meta("version")
 
 
 def chart_app_version() -> str:
-    for line in (CHART_DIR / "VERSION").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "appVersion":
-            return value.strip()
-    raise AssertionError("no appVersion in VERSION")
+    return _chart_meta("appVersion")
 
 
 def schema_errors(values: dict[str, Any]) -> list[str]:
