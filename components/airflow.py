@@ -13,7 +13,7 @@ import pulumi_random as random
 
 from components import chart_values as cv
 from components import iam
-from components.naming import tags
+from components.naming import PART_OF, tags
 from components.settings import Settings
 from components.stack_secrets import StackSecrets
 
@@ -58,7 +58,7 @@ class AirflowRelease(pulumi.ComponentResource):
             f"{name}-ns",
             metadata={
                 "name": s.airflow.namespace,
-                "labels": {"app.kubernetes.io/part-of": "airflow-platform"},
+                "labels": PART_OF,
             },
             opts=self._child,
         )
@@ -151,7 +151,7 @@ class AirflowRelease(pulumi.ComponentResource):
             metadata={
                 "name": secret_name,
                 "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/part-of": "airflow-platform"},
+                "labels": PART_OF,
             },
             type="Opaque",
             string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
@@ -372,7 +372,7 @@ class AirflowRelease(pulumi.ComponentResource):
         name = self._name
         labels = {
             "app.kubernetes.io/name": "minio",
-            "app.kubernetes.io/part-of": "airflow-platform",
+            **PART_OF,
         }
         user = random.RandomPassword(
             f"{name}-minio-user", length=20, special=False, opts=self._child

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
 from components.settings import SECRET_KEYS, Settings
 
@@ -69,12 +68,8 @@ def _walk(model: type[BaseModel], prefix: str) -> list[ConfigKey]:
         if sub is not None:
             keys += _walk(sub, f"{name}.")
         else:
-            keys.append(ConfigKey(name, _pulumi_type(info.annotation), _describe(info)))
+            keys.append(ConfigKey(name, _pulumi_type(info.annotation), info.description or ""))
     return keys
-
-
-def _describe(info: FieldInfo) -> str:
-    return info.description or ""
 
 
 def config_keys() -> list[ConfigKey]:

@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.naming import resource_prefix, tags
+from components.naming import PART_OF, resource_prefix, tags
 from components.settings import Settings
 
 POSTGRES_IMAGES = {
@@ -150,7 +150,7 @@ class Database(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {
             "app.kubernetes.io/name": "postgres",
-            "app.kubernetes.io/part-of": "airflow-platform",
+            **PART_OF,
         }
         ns = k8s.core.v1.Namespace(
             f"{name}-ns", metadata={"name": args.namespace, "labels": labels}, opts=child

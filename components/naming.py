@@ -7,6 +7,9 @@ from pathlib import Path
 
 from components.settings import PROJECT, Settings
 
+PART_OF = {"app.kubernetes.io/part-of": PROJECT}
+"""The label on every Kubernetes object the program creates itself."""
+
 
 def resource_prefix(settings: Settings) -> str:
     """Prefix for physical names: unique per project and stack."""

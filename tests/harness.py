@@ -60,6 +60,12 @@ class Resource:
         """Input paths the engine received marked secret."""
         return list(_secret_paths(self.raw_inputs, ""))
 
+    def has_secret_under(self, prefix: str) -> bool:
+        """Whether the engine received the input at `prefix` (or part of it) as a secret."""
+        return any(
+            p == prefix or p.startswith((f"{prefix}.", f"{prefix}[")) for p in self.secret_paths()
+        )
+
 
 @dataclass
 class Run:
@@ -76,14 +82,6 @@ class Run:
         found = self.of_type(type_)
         assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
         return found[0]
-
-    def named(self, name: str) -> Resource:
-        found = [r for r in self.resources if r.name == name]
-        assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
-        return found[0]
-
-    def by_urn(self, urn: str) -> Resource:
-        return next(r for r in self.resources if r.urn == urn)
 
     def children(self, parent: Resource) -> list[Resource]:
         return [r for r in self.resources if r.parent == parent.urn]
@@ -146,19 +144,6 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, list):
         return [unwrap(v) for v in value]
     return value
-
-
-def strings_in(value: Any) -> Iterator[str]:
-    """Every string inside a nested value (keys and values)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield str(k)
-            yield from strings_in(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from strings_in(v)
 
 
 class PlatformMocks(pmocks.Mocks):

@@ -75,7 +75,7 @@ def test_connections_and_variables_reach_airflow_as_it_parses_them(tmp_path: Pat
     values = values_of(run)
     assert schema_errors(values) == []
     secret = secrets_by_name(run)[cv.SECRETS.connections_variables]
-    assert any(p.startswith("stringData") for p in secret.secret_paths())
+    assert secret.has_secret_under("stringData")
     env = secret.inputs["stringData"]
     expected_env = {
         "AIRFLOW_CONN_WAREHOUSE",
