@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -71,3 +72,103 @@ def leaves(value: Any, path: str = "") -> dict[str, Any]:
             out.update(leaves(v, f"{path}[{i}]"))
         return out or {path: []}
     return {path: value}
+
+
+def secrets_in_namespace(run: Run, namespace: str) -> dict[str, Resource]:
+    """The Kubernetes Secrets the program itself creates in `namespace`, by name."""
+    return {
+        r.inputs["metadata"]["name"]: r
+        for r in run.of_type("kubernetes:core/v1:Secret")
+        if r.inputs["metadata"].get("namespace") == namespace
+    }
+
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+EBS_CSI_ADDON = "aws-ebs-csi-driver"
+EBS_PROVISIONERS = frozenset({"ebs.csi.aws.com", "kubernetes.io/aws-ebs"})
+"""The EBS CSI driver's name, and the in-tree name EKS migrates to it (CSIMigrationAWS, 1.23+)."""
+MINIKUBE_PROVISIONER = "k8s.io/minikube-hostpath"
+EKS_NO_DEFAULT_CLASS_FROM = (1, 30)
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    """A StorageClass on a stack's target cluster, and whether anything there provisions it."""
+
+    name: str
+    provisioner: str
+    default: bool
+    origin: str
+    provisioned_by: str | None
+    """What serves the provisioner on that target; None when nothing does."""
+
+
+def is_eks(run: Run) -> bool:
+    return bool(run.of_type("eks:index:Cluster"))
+
+
+def eks_ebs_csi_addon(run: Run) -> Resource | None:
+    """The program's EKS add-on for the EBS CSI driver, if it installs one."""
+    for addon in run.of_type("aws:eks/addon:Addon"):
+        if addon.inputs.get("addonName") == EBS_CSI_ADDON:
+            return addon
+    return None
+
+
+def _minor_version(version: str) -> tuple[int, int]:
+    major, _, minor = version.partition(".")
+    return int(major), int(minor.split(".")[0] or 0)
+
+
+def storage_classes(run: Run) -> dict[str, StorageClass]:
+    """The StorageClasses a claim can use on the stack's target, by name.
+
+    minikube: the `default-storageclass` addon's `standard` class (default) served by the
+    `storage-provisioner` addon (k8s.io/minikube-hostpath), both on by default.
+    EKS: the `gp2` class EKS creates (kubernetes.io/aws-ebs); on clusters created at 1.30 or
+    later it carries no default annotation, and on 1.23+ its in-tree provisioner is migrated to
+    the EBS CSI driver, which EKS does not install: the program must add the
+    `aws-ebs-csi-driver` add-on. Plus every StorageClass the program creates itself.
+    """
+    classes: dict[str, StorageClass] = {}
+    addon = eks_ebs_csi_addon(run)
+    ebs_server = f"EKS add-on {EBS_CSI_ADDON} ({addon.name})" if addon else None
+    if is_eks(run):
+        cluster = run.one("eks:index:Cluster")
+        version = str(cluster.inputs.get("version") or "")
+        old = bool(version) and _minor_version(version) < EKS_NO_DEFAULT_CLASS_FROM
+        classes["gp2"] = StorageClass(
+            name="gp2",
+            provisioner="kubernetes.io/aws-ebs",
+            default=old,
+            origin=f"created by EKS {version or '(version unset)'}"
+            + ("" if old else ", without the default annotation (EKS 1.30+)"),
+            provisioned_by=ebs_server,
+        )
+    else:
+        classes["standard"] = StorageClass(
+            name="standard",
+            provisioner=MINIKUBE_PROVISIONER,
+            default=True,
+            origin="minikube addon default-storageclass",
+            provisioned_by="minikube addon storage-provisioner",
+        )
+    for res in run.of_type("kubernetes:storage.k8s.io/v1:StorageClass"):
+        meta = res.inputs.get("metadata") or {}
+        name = str(meta.get("name") or res.name)
+        provisioner = str(res.inputs.get("provisioner", ""))
+        annotations = meta.get("annotations") or {}
+        if provisioner in EBS_PROVISIONERS:
+            served = ebs_server
+        elif provisioner == MINIKUBE_PROVISIONER and not is_eks(run):
+            served = "minikube addon storage-provisioner"
+        else:
+            served = None
+        classes[name] = StorageClass(
+            name=name,
+            provisioner=provisioner,
+            default=str(annotations.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true",
+            origin=f"created by the program ({res.name})",
+            provisioned_by=served,
+        )
+    return classes
