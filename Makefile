@@ -1,10 +1,14 @@
-# Everyday verbs. `make test` is what CI runs (.ci/run).
+# Everyday verbs. `make test` is what CI runs (.ci/run). Every Pulumi verb goes through
+# `python -m deploy`, which checks the stack file, picks its backend and secrets provider,
+# and never creates an eks stack by accident (deploy/cli.py).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK ?= local
+DEPLOY := $(PY) -m deploy
 
-.PHONY: test install lint typecheck pytest up preview destroy docs
+.PHONY: test install lint typecheck pytest check up preview refresh destroy pulumi ui init \
+	bootstrap unmount docs
 
 test: install lint typecheck pytest
 
@@ -26,14 +30,27 @@ pytest: install
 	@$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-up:
-	scripts/pulumi.sh up $(STACK)
+check: install
+	@$(DEPLOY) check $(STACK)
 
-preview:
-	scripts/pulumi.sh preview $(STACK)
+up preview refresh destroy: install
+	@$(DEPLOY) $@ $(STACK) $(ARGS)
 
-destroy:
-	scripts/pulumi.sh destroy $(STACK)
+pulumi: install
+	@$(DEPLOY) pulumi $(STACK) $(ARGS)
+
+ui: install
+	@$(DEPLOY) ui $(STACK)
+
+init: install
+	@$(DEPLOY) init $(STACK)
+
+bootstrap: install
+	@$(DEPLOY) bootstrap --region $(REGION) $(if $(BUCKET),--bucket $(BUCKET)) \
+		$(if $(KEY_ALIAS),--key-alias $(KEY_ALIAS))
+
+unmount: install
+	@$(DEPLOY) unmount
 
 docs: install
 	$(PY) -m components.config_schema --pulumi-yaml
