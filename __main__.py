@@ -22,7 +22,7 @@ if settings.is_eks:
     aws_opts = pulumi.ResourceOptions(providers={"aws": aws_provider})
     network = Network("network", NetworkArgs(settings), aws_opts)
 
-registry = Registry("registry", RegistryArgs(settings, Path(__file__).parent / "image"), aws_opts)
+registry = Registry("registry", RegistryArgs(settings, Path(__file__).parent), aws_opts)
 cluster = Cluster(
     "cluster",
     ClusterArgs(
@@ -51,8 +51,7 @@ airflow = AirflowRelease(
     AirflowReleaseArgs(
         settings,
         secrets,
-        image_repository=registry.repository,
-        image_tag=registry.tag,
+        image=registry.image_ref,
         db_host=database.host,
         db_port=database.port,
         db_name=database.database,
@@ -73,3 +72,5 @@ pulumi.export("airflow_namespace", airflow.namespace)
 pulumi.export("task_logs_bucket", airflow.logs_bucket)
 pulumi.export("ui_command", airflow.ui_command)
 pulumi.export("ui_url", airflow.ui_url)
+pulumi.export("admin_username", airflow.admin_username)
+pulumi.export("admin_password", airflow.admin_password)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -21,13 +23,22 @@ MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
 MINIO_CLIENT_IMAGE = "minio/mc:RELEASE.2025-04-16T18-13-26Z"
 MINIO_REGION = "us-east-1"
 
+Consumer = Literal["airflow", "pgbouncer"]
+"""Which pods read a Secret at start (and so must roll when it changes)."""
+
+
+def secrets_checksum(key: str, secrets: list[Any]) -> str:
+    """HMAC-SHA256 over Secrets' names and data, in a stable order."""
+    canonical = json.dumps(sorted(json.dumps(x, sort_keys=True) for x in secrets))
+    return hmac.new(key.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
 
 @dataclass(frozen=True)
 class AirflowReleaseArgs:
     settings: Settings
     secrets: StackSecrets
-    image_repository: pulumi.Input[str]
-    image_tag: str
+    image: pulumi.Input[str]
+    """The built image reference, an output of the build (so the release waits for it)."""
     db_host: pulumi.Input[str]
     db_port: pulumi.Input[int]
     db_name: pulumi.Input[str]
@@ -46,6 +57,8 @@ class AirflowRelease(pulumi.ComponentResource):
     logs_role_arn: pulumi.Output[str] | None
     ui_command: pulumi.Output[str]
     ui_url: str | None
+    admin_username: str | None
+    admin_password: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None
@@ -54,6 +67,7 @@ class AirflowRelease(pulumi.ComponentResource):
         s = args.settings
         self._name = name
         self._child = pulumi.ResourceOptions(parent=self)
+        self._read_by: dict[Consumer, list[pulumi.Output[Any]]] = {"airflow": [], "pgbouncer": []}
         ns = k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata={
@@ -85,6 +99,7 @@ class AirflowRelease(pulumi.ComponentResource):
                 "task-logs-connection",
                 cv.SECRETS.task_logs_connection,
                 {cv.env_name("CONN", cv.LOGS_CONN_ID): logs_connection},
+                read_by="airflow",
             )
         )
         self.logs_bucket = bucket_name
@@ -94,20 +109,26 @@ class AirflowRelease(pulumi.ComponentResource):
             [cv.env_name("CONN", c) for c in s.connection_ids]
             + [cv.env_name("VAR", v) for v in s.variable_keys]
         )
+        checksum_key = random.RandomPassword(
+            f"{name}-checksum-key", length=32, special=False, opts=self._child
+        ).result
         values = pulumi.Output.all(
-            repository=args.image_repository,
+            image=args.image,
             bucket=bucket_name,
             role=role_arn,
             secrets=pulumi.Output.all(*created),
+            airflow_sum=self._checksum(checksum_key, "airflow"),
+            pgbouncer_sum=self._checksum(checksum_key, "pgbouncer"),
         ).apply(
             lambda r: cv.chart_values(
                 cv.ChartInputs(
                     settings=s,
-                    image_repository=r["repository"],
-                    image_tag=args.image_tag,
+                    image_ref=r["image"],
                     logs_bucket=r["bucket"],
                     logs_role_arn=r["role"],
                     extra_secret_env=extra_env,
+                    secrets_checksum=r["airflow_sum"],
+                    pgbouncer_checksum=r["pgbouncer_sum"],
                 )
             )
         )
@@ -139,13 +160,35 @@ class AirflowRelease(pulumi.ComponentResource):
                 "logs_role_arn": self.logs_role_arn,
                 "ui_command": self.ui_command,
                 "ui_url": self.ui_url,
+                "admin_username": self.admin_username,
+                "admin_password": self.admin_password,
             }
         )
 
+    def _checksum(self, key: pulumi.Output[str], consumer: Consumer) -> pulumi.Output[str]:
+        """A keyed digest of what `consumer` reads from Secrets, safe to show in values.
+
+        Keyed (HMAC with a generated key kept as a secret in state), so a digest of a
+        short user-chosen secret cannot be brute-forced from the chart values.
+        """
+        digest = pulumi.Output.all(key, *self._read_by[consumer]).apply(
+            lambda parts: secrets_checksum(parts[0], parts[1:])
+        )
+        return pulumi.Output.unsecret(digest)
+
     def _secret(
-        self, short: str, secret_name: str, data: dict[str, pulumi.Input[str]]
+        self,
+        short: str,
+        secret_name: str,
+        data: dict[str, pulumi.Input[str]],
+        read_by: Consumer | None = None,
     ) -> pulumi.Output[str]:
-        """An Opaque Secret in the release namespace; returns its name (an Output)."""
+        """An Opaque Secret in the release namespace; returns its name (an Output).
+
+        `read_by` names the pods that read it at start, so their checksum follows it.
+        """
+        if read_by is not None:
+            self._read_by[read_by].append(pulumi.Output.all(secret_name, pulumi.Output.all(**data)))
         secret = k8s.core.v1.Secret(
             f"{self._name}-{short}",
             metadata={
@@ -176,22 +219,33 @@ class AirflowRelease(pulumi.ComponentResource):
             raw = random.RandomBytes(f"{self._name}-fernet-key", length=32, opts=self._child)
             fernet = raw.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))
         names = [
-            self._secret("fernet-key", cv.SECRETS.fernet_key, {"fernet-key": fernet}),
+            self._secret(
+                "fernet-key", cv.SECRETS.fernet_key, {"fernet-key": fernet}, read_by="airflow"
+            ),
             self._secret(
                 "api-secret-key",
                 cv.SECRETS.api_secret_key,
                 {"api-secret-key": self._generated("api-secret-key", sec.api_secret_key, 64)},
+                read_by="airflow",
             ),
             self._secret(
                 "jwt-secret",
                 cv.SECRETS.jwt_secret,
                 {"jwt-secret": self._generated("jwt-secret", sec.jwt_secret, 64)},
+                read_by="airflow",
             ),
         ]
-        if args.settings.airflow.create_admin_user and sec.admin_password is not None:
-            names.append(
-                self._secret("admin-user", cv.SECRETS.admin_user, {"password": sec.admin_password})
+        self.admin_username = None
+        self.admin_password = None
+        if args.settings.airflow.create_admin_user:
+            # The first login: the adminPassword secret, or a generated one; both leave the
+            # program only as a secret (the Secret and the `admin_password` stack output).
+            password: pulumi.Output[str] = pulumi.Output.secret(
+                self._generated("admin-password", sec.admin_password, 24)
             )
+            names.append(self._secret("admin-user", cv.SECRETS.admin_user, {"password": password}))
+            self.admin_username = args.settings.airflow.admin_username
+            self.admin_password = password
         return names
 
     def _database_secrets(self, args: AirflowReleaseArgs) -> list[pulumi.Output[str]]:
@@ -211,7 +265,11 @@ class AirflowRelease(pulumi.ComponentResource):
                     d["user"], d["password"], d["host"], d["port"], d["name"], args.db_sslmode
                 )
             )
-            return [self._secret("metadata", cv.SECRETS.metadata, {"connection": uri})]
+            return [
+                self._secret(
+                    "metadata", cv.SECRETS.metadata, {"connection": uri}, read_by="airflow"
+                )
+            ]
         through_pgbouncer = db.apply(
             lambda d: cv.metadata_connection_uri(
                 d["user"],
@@ -230,13 +288,24 @@ class AirflowRelease(pulumi.ComponentResource):
             )
         )
         return [
-            self._secret("metadata", cv.SECRETS.metadata, {"connection": through_pgbouncer}),
+            self._secret(
+                "metadata",
+                cv.SECRETS.metadata,
+                {"connection": through_pgbouncer},
+                read_by="airflow",
+            ),
             self._secret(
                 "pgbouncer-config",
                 cv.SECRETS.pgbouncer_config,
                 {"pgbouncer.ini": ini, "users.txt": users},
+                read_by="pgbouncer",
             ),
-            self._secret("pgbouncer-stats", cv.SECRETS.pgbouncer_stats, {"connection": stats}),
+            self._secret(
+                "pgbouncer-stats",
+                cv.SECRETS.pgbouncer_stats,
+                {"connection": stats},
+                read_by="pgbouncer",
+            ),
         ]
 
     def _git_secret(self, args: AirflowReleaseArgs) -> list[pulumi.Output[str]]:
@@ -248,10 +317,17 @@ class AirflowRelease(pulumi.ComponentResource):
                 "GIT_SYNC_USERNAME": sec.git_username,
                 "GIT_SYNC_PASSWORD": sec.git_token,
             }
-            return [self._secret("git-credentials", cv.SECRETS.git_credentials, data)]
+            return [
+                self._secret("git-credentials", cv.SECRETS.git_credentials, data, read_by="airflow")
+            ]
         if sec.git_ssh_key is not None:
             return [
-                self._secret("git-ssh-key", cv.SECRETS.git_ssh_key, {"gitSshKey": sec.git_ssh_key})
+                self._secret(
+                    "git-ssh-key",
+                    cv.SECRETS.git_ssh_key,
+                    {"gitSshKey": sec.git_ssh_key},
+                    read_by="airflow",
+                )
             ]
         return []
 
@@ -267,7 +343,14 @@ class AirflowRelease(pulumi.ComponentResource):
                 data[cv.env_name("VAR", key)] = _entry(sec.variables, key)
         if not data:
             return []
-        return [self._secret("connections-variables", cv.SECRETS.connections_variables, data)]
+        return [
+            self._secret(
+                "connections-variables",
+                cv.SECRETS.connections_variables,
+                data,
+                read_by="airflow",
+            )
+        ]
 
     def _s3_log_store(
         self, args: AirflowReleaseArgs

@@ -24,6 +24,8 @@ LOGS_CONN_ID = "aws_task_logs"
 PGBOUNCER_PORT = 6543
 API_SERVER_PORT = 8080
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+CHECKSUM_ANNOTATION = "airflow-platform/secrets-checksum"
+"""Pod annotation that changes whenever a Secret the pod reads changes, so the pods roll."""
 
 # Airflow components that write or read task logs, keyed by the chart's values section.
 LOG_SERVICE_ACCOUNTS: dict[str, str] = {
@@ -144,18 +146,36 @@ def pgbouncer_users(user: str, password: str) -> str:
     return f'"{user}" "{password}"\n'
 
 
+def split_image_ref(ref: str) -> tuple[str, str]:
+    """`repo:tag` or `repo:tag@sha256:...` -> (repo, `tag` or `tag@sha256:...`).
+
+    The chart builds the worker pod template's image as `repository:tag` (it has no
+    digest there), so the digest rides in the tag: `repo:tag@sha256:...` is a valid
+    reference in which the digest wins.
+    """
+    name, at, digest = ref.partition("@")
+    repository, colon, tag = name.rpartition(":")
+    if not colon or not repository or "/" in tag:
+        raise ValueError(f"{ref!r} is not an image reference with a tag")
+    return repository, f"{tag}{at}{digest}"
+
+
 @dataclass(frozen=True)
 class ChartInputs:
     """Everything the values depend on, resolved to plain data."""
 
     settings: Settings
-    image_repository: str
-    image_tag: str
+    image_ref: str
+    """The built image (`repo:tag`, or `repo:tag@sha256:...` once pushed)."""
     logs_bucket: str
     logs_role_arn: str | None = None
     """The IRSA role for task logs (eks); None on minikube."""
     extra_secret_env: tuple[str, ...] = ()
     """Env names kept in the connections/variables Secret (AIRFLOW_CONN_*, AIRFLOW_VAR_*)."""
+    secrets_checksum: str = ""
+    """Keyed digest of every Secret the Airflow pods read; rolls them when one changes."""
+    pgbouncer_checksum: str = ""
+    """The same for PgBouncer's config and stats Secrets (eks)."""
 
 
 def _sizes(settings: Settings) -> dict[str, Any]:
@@ -203,7 +223,12 @@ def git_sync_values(settings: Settings) -> dict[str, Any]:
 
 
 def admin_user_job(settings: Settings) -> dict[str, Any]:
-    """The chart's user-creation hook: off, or fed from a Secret (never a password in values)."""
+    """The chart's user-creation hook, fed from a Secret (never a password in values).
+
+    It runs after the migrations on every install and upgrade: it creates the
+    admin user when missing, then sets its password from the Secret, so the
+    password `make ui` shows is always the one that works.
+    """
     if not settings.airflow.create_admin_user:
         return {"enabled": False}
     return {
@@ -213,9 +238,11 @@ def admin_user_job(settings: Settings) -> dict[str, Any]:
         "args": [
             "bash",
             "-c",
-            'exec airflow users create --role Admin --username "$ADMIN_USERNAME"'
+            'airflow users create --role Admin --username "$ADMIN_USERNAME"'
             ' --password "$ADMIN_PASSWORD" --email "$ADMIN_USERNAME@localhost"'
-            " --firstname Airflow --lastname Admin",
+            " --firstname Airflow --lastname Admin"
+            ' && exec airflow users reset-password --username "$ADMIN_USERNAME"'
+            ' --password "$ADMIN_PASSWORD"',
         ],
         "env": [
             {"name": "ADMIN_USERNAME", "value": settings.airflow.admin_username},
@@ -273,18 +300,19 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
         for env in inputs.extra_secret_env
     ]
     component_resources = _resources(sizes["cpu"], sizes["memory"])
+    repository, tag = split_image_ref(inputs.image_ref)
+    image = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
     values: dict[str, Any] = {
         "executor": "KubernetesExecutor",
         "airflowVersion": AIRFLOW_VERSION,
         "defaultAirflowTag": AIRFLOW_VERSION,
         "images": {
-            "airflow": {
-                "repository": inputs.image_repository,
-                "tag": inputs.image_tag,
-                "pullPolicy": "IfNotPresent",
-            },
+            "airflow": image,
+            # Every task pod is made from the worker pod template: the same image.
+            "pod_template": dict(image),
             "useDefaultImageForMigration": False,
         },
+        "airflowPodAnnotations": {CHECKSUM_ANNOTATION: inputs.secrets_checksum},
         "postgresql": {"enabled": False},
         "redis": {"enabled": False},
         "data": {"metadataSecretName": SECRETS.metadata},
@@ -299,6 +327,7 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
                 "statsSecretKey": "connection",
             },
             "replicas": sizes["replicas"],
+            "podAnnotations": {CHECKSUM_ANNOTATION: inputs.pgbouncer_checksum},
         },
         "secret": secret_env,
         "config": {
@@ -326,6 +355,9 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
             "replicas": sizes["replicas"],
             "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["triggerer"], role),
             "resources": component_resources,
+            # The chart's default claims a 100Gi volume for trigger logs; they go to the
+            # remote log store like every other log, so no volume is claimed at all.
+            "persistence": {"enabled": False},
         },
         "dagProcessor": {
             "enabled": True,

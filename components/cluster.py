@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from components.aws_catalog import partition_of
 from components.iam import service_assume_role_policy
 from components.naming import resource_prefix, tags
 from components.settings import Settings
@@ -21,6 +23,52 @@ NODE_POLICIES = {
     "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 }
 NODE_ASSUME = json.dumps(service_assume_role_policy("ec2.amazonaws.com"))
+API_PORT = 443
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    """One EKS access entry: a principal and the access policy it gets, where."""
+
+    principal_arn: str
+    policy_arn: str
+    namespaces: tuple[str, ...] = ()
+    """Empty: the whole cluster."""
+
+
+def access_grants(settings: Settings) -> dict[str, AccessGrant]:
+    """Who may use the cluster besides its creator, keyed by a stable name per principal.
+
+    Under `authenticationMode: API` only the identity that created the cluster is
+    admin; everyone else (CI, the bot, operators) needs an access entry, or gets
+    401 (Amazon EKS user guide, "Grant IAM users access to Kubernetes with EKS
+    access entries"). Cluster admins get AmazonEKSClusterAdminPolicy on the
+    cluster; namespace admins get AmazonEKSAdminPolicy in the Airflow namespace.
+    """
+    policies = f"arn:{partition_of(settings.region)}:eks::aws:cluster-access-policy"
+    c = settings.cluster
+    grants = {
+        arn: AccessGrant(arn, f"{policies}/AmazonEKSClusterAdminPolicy") for arn in c.admin_arns
+    }
+    grants.update(
+        {
+            arn: AccessGrant(arn, f"{policies}/AmazonEKSAdminPolicy", (settings.airflow.namespace,))
+            for arn in c.namespace_admin_arns
+        }
+    )
+    keyed: dict[str, AccessGrant] = {}
+    for arn, grant in grants.items():
+        key = _principal_key(arn)
+        if key in keyed:  # e.g. role/a-b and role/a/b
+            key = f"{key}-{hashlib.sha256(arn.encode()).hexdigest()[:8]}"
+        keyed[key] = grant
+    return keyed
+
+
+def _principal_key(arn: str) -> str:
+    """`role-ci-deployer` from `arn:aws:iam::123456789012:role/ci-deployer` (paths included)."""
+    kind, _, path = arn.split(":", 5)[5].partition("/")
+    return f"{kind}-{path.replace('/', '-')}"
 
 
 @dataclass(frozen=True)
@@ -108,6 +156,22 @@ class Cluster(pulumi.ComponentResource):
             skip_default_security_groups=True,
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
+            access_entries={
+                key: eks.AccessEntryArgs(
+                    principal_arn=g.principal_arn,
+                    access_policies={
+                        "access": eks.AccessPolicyAssociationArgs(
+                            policy_arn=g.policy_arn,
+                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
+                                type="namespace" if g.namespaces else "cluster",
+                                namespaces=list(g.namespaces) or None,
+                            ),
+                        )
+                    },
+                )
+                for key, g in access_grants(s).items()
+            }
+            or None,
             endpoint_private_access=True,
             endpoint_public_access=c.endpoint_public_access,
             public_access_cidrs=[str(n) for n in c.public_access_cidrs] or None,
@@ -129,6 +193,20 @@ class Cluster(pulumi.ComponentResource):
             tags=tags(s, f"{name}-nodes"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
         )
+        # A private-only endpoint is reached through the cluster security group: open 443
+        # to the networks that deploy (VPN, in-VPC runners), and nothing else.
+        for i, cidr in enumerate(c.private_access_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-from-{i}",
+                security_group_id=cluster.cluster_security_group_id,
+                cidr_ipv4=str(cidr),
+                ip_protocol="tcp",
+                from_port=API_PORT,
+                to_port=API_PORT,
+                description=f"Kubernetes API from {cidr} (cluster.privateAccessCidrs)",
+                tags=tags(s, f"{name}-api-from-{i}"),
+                opts=child,
+            )
         self.name = pulumi.Output.from_input(cluster_name)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         self.oidc_provider_arn = cluster.oidc_provider_arn

@@ -105,8 +105,10 @@ class Database(pulumi.ComponentResource):
             tags=tags(s, f"{name}-from-cluster"),
             opts=child,
         )
+        # One parameter group per major version, under its own name: a major upgrade creates
+        # the new group first, moves the instance to it, and only then deletes the old one.
         params = aws.rds.ParameterGroup(
-            f"{name}-params",
+            f"{name}-params-pg{db.engine_version}",
             family=f"postgres{db.engine_version}",
             description="Airflow metadata: TLS required",
             parameters=[aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1")],
@@ -136,9 +138,15 @@ class Database(pulumi.ComponentResource):
             final_snapshot_identifier=final_snapshot if s.is_production else None,
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
+            # A major engine upgrade is an in-place modification, applied when `up` runs
+            # (not at the next maintenance window, while the old parameter group is deleted).
+            allow_major_version_upgrade=True,
+            apply_immediately=True,
             iam_database_authentication_enabled=False,
             tags=tags(s, f"{name}-instance"),
-            opts=pulumi.ResourceOptions(parent=self, protect=s.is_production),
+            # Protected: an update that would delete or replace the instance (a new db name or
+            # master user, a changed subnet group, ...) fails instead of taking the data along.
+            opts=pulumi.ResourceOptions(parent=self, protect=db.protect),
         )
         self.host = instance.address
         self.port = instance.port

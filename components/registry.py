@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import platform as platform_module
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -14,6 +15,8 @@ from components.naming import content_tag, resource_prefix, tags
 from components.settings import Settings
 
 LOCAL_REPOSITORY = "airflow-platform/airflow"
+BUILD_CONTEXT = "image"
+"""The build context, relative to the project directory."""
 
 
 def lifecycle_policy(keep: int) -> str:
@@ -36,15 +39,55 @@ def lifecycle_policy(keep: int) -> str:
     )
 
 
+MACHINE_PLATFORMS = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "arm64": "linux/arm64",
+    "aarch64": "linux/arm64",
+}
+"""`platform.machine()` names -> the image platform that runs natively there."""
+
+
+def image_platform(settings: Settings, machine: str) -> str:
+    """The platform to build for: the setting, else amd64 on eks (x86 nodes), else the
+    deploying machine's own architecture, which is minikube's node's (an arm64 laptop runs
+    an arm64 minikube)."""
+    if settings.registry.platform:
+        return settings.registry.platform
+    if settings.is_eks:
+        return "linux/amd64"
+    try:
+        return MACHINE_PLATFORMS[machine.lower()]
+    except KeyError:
+        raise ValueError(
+            f"cannot tell the image platform for machine type {machine!r};"
+            " set airflow-platform:registry.platform (linux/amd64 or linux/arm64)"
+        ) from None
+
+
+def pinned_ref(image_name: str, repo_digest: str) -> str:
+    """`repo:tag@sha256:...`: the pushed image, readable by tag and pinned by digest."""
+    _, at, digest = repo_digest.partition("@")
+    if not at or not digest.startswith("sha256:"):
+        raise ValueError(f"{repo_digest!r} is not a pushed image's repo digest")
+    return f"{image_name}@{digest}"
+
+
 @dataclass(frozen=True)
 class RegistryArgs:
     settings: Settings
-    context: Path
-    """The build context (the project's `image/`)."""
+    project_dir: Path
+    """The project root: the build context is `image/` below it."""
+    machine: str = field(default_factory=platform_module.machine)
+    """The deploying machine's architecture (`platform.machine()`)."""
 
 
 class Registry(pulumi.ComponentResource):
-    """ECR + pushed image on EKS; an image in minikube's Docker daemon locally."""
+    """ECR + pushed image on EKS; an image in minikube's Docker daemon locally.
+
+    `image_ref` is an output of the build itself, so whatever reads it waits for
+    the build (and on eks the push) to succeed.
+    """
 
     repository: pulumi.Output[str]
     tag: str
@@ -56,11 +99,14 @@ class Registry(pulumi.ComponentResource):
         super().__init__("airflow-platform:registry:Registry", name, None, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        self.tag = content_tag(args.context)
+        self.tag = content_tag(args.project_dir / BUILD_CONTEXT)
+        # Paths relative to the project (Pulumi runs the program and its providers there):
+        # the same inputs from any checkout, so another machine never rebuilds an unchanged
+        # image (pulumi-docker diffs the context and dockerfile paths).
         build = docker.DockerBuildArgs(
-            context=str(args.context),
-            dockerfile=str(args.context / "Dockerfile"),
-            platform="linux/amd64",
+            context=BUILD_CONTEXT,
+            dockerfile=f"{BUILD_CONTEXT}/Dockerfile",
+            platform=image_platform(s, args.machine),
         )
         if s.is_eks:
             repo = aws.ecr.Repository(
@@ -98,6 +144,9 @@ class Registry(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+            self.image_ref = pulumi.Output.all(image.image_name, image.repo_digest).apply(
+                lambda a: pinned_ref(a[0], a[1])
+            )
         else:
             self.repository = pulumi.Output.from_input(LOCAL_REPOSITORY)
             image = docker.Image(
@@ -107,7 +156,8 @@ class Registry(pulumi.ComponentResource):
                 skip_push=True,
                 opts=child,
             )
-        self.image_ref = image.image_name
+            # Not pushed, so no registry digest: the built image's name, known once it built.
+            self.image_ref = image.image_name
         self.register_outputs(
             {"repository": self.repository, "tag": self.tag, "image_ref": self.image_ref}
         )

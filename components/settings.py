@@ -23,6 +23,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from components.aws_catalog import (
+    EKS_DEFAULT_VERSION,
+    eks_version_problem,
+    instance_type_problem,
+    rds_instance_class_problem,
+    region_problem,
+)
+
 PROJECT = "airflow-platform"
 
 SEMVER = re.compile(
@@ -30,9 +38,12 @@ SEMVER = re.compile(
 )
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IAM_PRINCIPAL = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
+IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
+DEFAULT_DAGS_HOST_PATH = "/airflow-platform/dags"
+"""Where `make up STACK=local` mounts the repository's `dags/` on the minikube node."""
 
 
 class Target(StrEnum):
@@ -57,8 +68,9 @@ class AwsSettings(_Model):
     @field_validator("region")
     @classmethod
     def _region(cls, v: str) -> str:
-        if not AWS_REGION.match(v):
-            raise ValueError(f"{v!r} is not an AWS region name (e.g. eu-west-1)")
+        problem = region_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
 
@@ -100,6 +112,10 @@ class DatabaseSettings(_Model):
     storage_size: str = Field(
         default="5Gi", description="PVC size of the in-cluster Postgres (minikube)."
     )
+    protect: bool = Field(
+        default=True,
+        description="Refuse any update that would delete or replace the RDS instance (eks).",
+    )
 
     @field_validator("engine_version")
     @classmethod
@@ -118,8 +134,9 @@ class DatabaseSettings(_Model):
     @field_validator("instance_class")
     @classmethod
     def _class(cls, v: str) -> str:
-        if not re.match(r"^db\.[a-z0-9]+\.[a-z0-9]+$", v):
-            raise ValueError(f"{v!r} is not an RDS instance class (e.g. db.t4g.micro)")
+        problem = rds_instance_class_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("storage_size")
@@ -137,6 +154,20 @@ class RegistrySettings(_Model):
         default=10, ge=1, le=1000, description="Images the ECR lifecycle keeps (eks)."
     )
     immutable_tags: bool = Field(default=False, description="ECR tag immutability (eks).")
+    platform: str = Field(
+        default="",
+        description=(
+            "Image platform, linux/amd64 or linux/arm64 (default: linux/amd64 on eks;"
+            " the deploying machine's architecture on minikube)."
+        ),
+    )
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, v: str) -> str:
+        if v and v not in IMAGE_PLATFORMS:
+            raise ValueError(f"{v!r} is not one of {', '.join(IMAGE_PLATFORMS)}")
+        return v
 
 
 class ClusterSettings(_Model):
@@ -145,7 +176,10 @@ class ClusterSettings(_Model):
     kube_context: str = Field(
         default="minikube", description="kubeconfig context to deploy to (minikube)."
     )
-    version: str = Field(default="1.33", description="EKS Kubernetes version (eks).")
+    version: str = Field(
+        default=EKS_DEFAULT_VERSION,
+        description="EKS Kubernetes minor version, within the supported window (eks).",
+    )
     instance_types: list[str] = Field(
         default_factory=lambda: ["t3.large"], description="Node instance types (eks)."
     )
@@ -153,31 +187,100 @@ class ClusterSettings(_Model):
     min_nodes: int = Field(default=1, ge=1, le=100, description="Fewest nodes (eks).")
     max_nodes: int = Field(default=3, ge=1, le=100, description="Most nodes (eks).")
     spot: bool = Field(default=False, description="Use spot capacity for nodes (eks).")
-    endpoint_public_access: bool = Field(default=True, description="Public API endpoint (eks).")
+    endpoint_public_access: bool = Field(
+        default=True,
+        description=(
+            "Public API endpoint, limited to publicAccessCidrs, beside private access (eks)."
+        ),
+    )
     public_access_cidrs: list[ipaddress.IPv4Network] = Field(
-        default_factory=list, description="Allow-list for the public API endpoint (eks)."
+        default_factory=list,
+        description=(
+            "Public egress ranges of the machines that run `pulumi up` (office, VPN, CI runners);"
+            " required with the public endpoint (eks)."
+        ),
+    )
+    private_access_cidrs: list[ipaddress.IPv4Network] = Field(
+        default_factory=list,
+        description=(
+            "Private ranges (VPC, VPN, peered runners) allowed to reach the private API endpoint;"
+            " required without the public endpoint (eks)."
+        ),
+    )
+    admin_arns: list[str] = Field(
+        default_factory=list,
+        description=(
+            "IAM roles/users given cluster-admin by EKS access entries (CI, the bot, operators);"
+            " not the identity that creates the cluster (eks)."
+        ),
+    )
+    namespace_admin_arns: list[str] = Field(
+        default_factory=list,
+        description="IAM roles/users given admin in the Airflow namespace only (eks).",
     )
 
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
-        if not re.match(r"^1\.\d{2}$", v):
-            raise ValueError(f"{v!r} is not a Kubernetes minor version like 1.33")
+        problem = eks_version_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("instance_types")
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if not re.match(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", t)]
-        if not v or bad:
-            raise ValueError(f"needs one or more EC2 instance types; invalid: {bad}")
+        if not v:
+            raise ValueError("needs one or more EC2 instance types")
+        problems = [p for p in map(instance_type_problem, v) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
 
     @field_validator("public_access_cidrs")
     @classmethod
-    def _cidrs(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
-        if any(n.prefixlen == 0 for n in v):
-            raise ValueError("0.0.0.0/0 is not an allow-list")
+    def _public_cidrs(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+        problems = []
+        for net in v:
+            if net.prefixlen < 8:
+                problems.append(f"{net} is wider than /8: that is not an allow-list")
+            elif not net.is_global:
+                problems.append(
+                    f"{net} is a private, documentation or reserved range; EKS's public endpoint"
+                    " sees the public address you connect from (your egress NAT or VPN)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+    @field_validator("private_access_cidrs")
+    @classmethod
+    def _private_cidrs(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+        bad = [str(n) for n in v if not n.is_private or n.prefixlen < 8]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: the private endpoint is reached from private ranges"
+                " (RFC 1918, /8 or narrower)"
+            )
+        return v
+
+    @field_validator("admin_arns", "namespace_admin_arns")
+    @classmethod
+    def _principals(cls, v: list[str]) -> list[str]:
+        problems = []
+        for arn in v:
+            if ":assumed-role/" in arn:
+                problems.append(
+                    f"{arn} is a session, not a principal; use the role's ARN"
+                    " (arn:aws:iam::<account>:role/<name>)"
+                )
+            elif not IAM_PRINCIPAL.match(arn):
+                problems.append(f"{arn!r} is not an IAM role or user ARN")
+        dupes = sorted({a for a in v if v.count(a) > 1})
+        if dupes:
+            problems.append(f"listed twice: {', '.join(dupes)}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
 
 
@@ -259,7 +362,11 @@ class AirflowSettings(_Model):
     chart_version: str = Field(default="1.22.0", description="Official Airflow chart version.")
     namespace: str = Field(default="airflow", description="Kubernetes namespace of the release.")
     dags_source: Literal["gitSync", "hostPath"] = Field(
-        default="gitSync", description="gitSync, or hostPath for a fast local edit loop (minikube)."
+        default="gitSync",
+        description=(
+            "gitSync, or hostPath: this checkout's dags/ mounted into minikube by `make up`"
+            " (default on minikube)."
+        ),
     )
     dags_host_path: str = Field(
         default="", description="Node path of the DAGs for hostPath (minikube)."
@@ -268,7 +375,11 @@ class AirflowSettings(_Model):
     logs: LogsSettings = Field(default_factory=LogsSettings, description="Remote task logs.")
     ingress: IngressSettings = Field(default_factory=IngressSettings, description="UI ingress.")
     create_admin_user: bool = Field(
-        default=False, description="Create an admin user (needs the adminPassword secret)."
+        default=True,
+        description=(
+            "Create the admin user for the first login (password: the adminPassword secret,"
+            " or generated; `make ui` shows it)."
+        ),
     )
     admin_username: str = Field(default="admin", description="Name of the admin user.")
     helm_timeout_seconds: int = Field(
@@ -294,7 +405,7 @@ SECRET_KEYS: dict[str, str] = {
     "gitSyncUsername": "Git user for an https repo (with gitSyncToken).",
     "gitSyncToken": "Git token/password for an https repo.",
     "gitSyncSshKey": "Private SSH key for an ssh repo (with gitSyncKnownHosts).",
-    "adminPassword": "Password of the admin user when airflow.createAdminUser is true.",
+    "adminPassword": "Password of the admin user (default: generated; `make ui` shows it).",
     "fernetKey": "Fernet key (default: generated).",
     "apiSecretKey": "API secret key (default: generated).",
     "jwtSecret": "JWT signing secret (default: generated).",
@@ -388,6 +499,10 @@ EKS_ONLY: tuple[str, ...] = (
     "cluster.spot",
     "cluster.endpointPublicAccess",
     "cluster.publicAccessCidrs",
+    "cluster.privateAccessCidrs",
+    "cluster.adminArns",
+    "cluster.namespaceAdminArns",
+    "database.protect",
     "airflow.logs.versioning",
 )
 MINIKUBE_ONLY: tuple[str, ...] = (
@@ -400,7 +515,7 @@ MINIKUBE_ONLY: tuple[str, ...] = (
 def _defaults(target: Target, environment: str) -> dict[str, Any]:
     """Per-target defaults from the per-stack matrix; the stack file overrides them."""
     if target is Target.MINIKUBE:
-        return {}
+        return {"airflow": {"dagsSource": "hostPath", "dagsHostPath": DEFAULT_DAGS_HOST_PATH}}
     if environment == "production":
         return {
             "network": {"azCount": 3, "natPerAz": True},
@@ -417,7 +532,6 @@ def _defaults(target: Target, environment: str) -> dict[str, Any]:
                 "minNodes": 2,
                 "maxNodes": 6,
                 "instanceTypes": ["m6i.large"],
-                "endpointPublicAccess": False,
             },
             "airflow": {"logs": {"versioning": True, "retentionDays": 365}},
         }
@@ -571,10 +685,21 @@ def parse_settings(raw: RawConfig) -> Settings:
     if settings is None:
         # Validate again without the bad keys, so rules across fields are checked too
         # and the user sees every problem in one go.
+        # A required field dropped this way (aws.region) fails its section next: then the
+        # section goes too, until what is left validates.
         pruned = copy.deepcopy(data)
-        for key, _ in field_problems:
-            _drop(pruned, key.split("[")[0])
-        settings, _ = _validate({**_deep_merge(defaults, pruned), **fixed})
+        dropped: set[str] = set()
+        failing = [key.split("[")[0] for key, _ in field_problems]
+        for _ in range(4):
+            for key in failing:
+                _drop(pruned, key)
+                dropped.add(key)
+            settings, again = _validate({**_deep_merge(defaults, pruned), **fixed})
+            if settings is not None:
+                break
+            failing = [
+                key.rpartition(".")[0] if key in dropped else key.split("[")[0] for key, _ in again
+            ]
     if settings is not None:
         bad = {key.split("[")[0] for key, _ in problems}
         problems += [p for p in _cross_field_problems(settings) if p[0] not in bad]
@@ -713,10 +838,6 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
         p.append(("airflow.gitSync.repo", "an ssh key needs an ssh URL (git@host:org/repo.git)"))
     if sec & {"gitSyncUsername", "gitSyncToken"} and gs.repo and not gs.repo.startswith("https://"):
         p.append(("airflow.gitSync.repo", "username/token credentials need an https:// URL"))
-    if s.airflow.create_admin_user and "adminPassword" not in sec:
-        p.append(
-            ("adminPassword", "is required (as a secret) when airflow.createAdminUser is true")
-        )
     ing = s.airflow.ingress
     if ing.enabled and not ing.host:
         p.append(("airflow.ingress.host", "is required when the ingress is enabled"))
@@ -730,14 +851,31 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
                     f"must be between minNodes ({c.min_nodes}) and maxNodes ({c.max_nodes})",
                 )
             )
-        if c.public_access_cidrs and not c.endpoint_public_access:
-            p.append(("cluster.publicAccessCidrs", "only applies with endpointPublicAccess: true"))
         if c.endpoint_public_access and not c.public_access_cidrs:
             p.append(
                 (
                     "cluster.publicAccessCidrs",
-                    "a public API endpoint needs an allow-list (EKS would open it to 0.0.0.0/0);"
-                    " or set cluster.endpointPublicAccess: false",
+                    "is required with the public API endpoint: list the public egress CIDRs of"
+                    " the machines that run `pulumi up` (office/VPN, CI runners); or set"
+                    " cluster.endpointPublicAccess: false and cluster.privateAccessCidrs",
+                )
+            )
+        if c.public_access_cidrs and not c.endpoint_public_access:
+            p.append(("cluster.publicAccessCidrs", "only applies with endpointPublicAccess: true"))
+        if not c.endpoint_public_access and not c.private_access_cidrs:
+            p.append(
+                (
+                    "cluster.privateAccessCidrs",
+                    "is required with a private-only API endpoint: list the private ranges that"
+                    " run `pulumi up`, the bot and CI inside the VPC or over VPN/peering",
+                )
+            )
+        both = sorted(set(c.admin_arns) & set(c.namespace_admin_arns))
+        if both:
+            p.append(
+                (
+                    "cluster.namespaceAdminArns",
+                    f"{', '.join(both)} also in cluster.adminArns (one access entry per principal)",
                 )
             )
     if s.is_production and s.is_eks:
@@ -756,6 +894,8 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
             p.append(("network.azCount", "must be at least 3 in production"))
         if ing.enabled and not ing.internal:
             p.append(("airflow.ingress.internal", "production's UI ingress must be internal"))
+        if not d.protect:
+            p.append(("database.protect", "must be true in production"))
     return p
 
 
@@ -774,7 +914,18 @@ def raw_config_from_runtime(stack: str) -> RawConfig:
 
 
 def load_settings() -> Settings:
-    """Read and validate the running stack's config (no resource is created)."""
+    """Read and validate the running stack's config (no resource is created).
+
+    A bad stack file ends the run as a `pulumi.RunError`: the Python language host
+    prints its message as Pulumi's own error output, without a Python traceback.
+    """
     import pulumi
 
-    return parse_settings(raw_config_from_runtime(pulumi.get_stack()))
+    try:
+        return parse_settings(raw_config_from_runtime(pulumi.get_stack()))
+    except SettingsError as err:
+
+        class StackSettingsError(SettingsError, pulumi.RunError):
+            """The same problems, as the error the language host reports without a traceback."""
+
+        raise StackSettingsError(err.stack_file, err.problems) from None

@@ -91,10 +91,10 @@ def test_executor_image_and_database(stack_runs: dict[str, Run], stack: str) -> 
     assert values["pgbouncer"]["enabled"] is (stack != "local")
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ["integration", "production"])
 def test_git_sync_follows_settings(stack_runs: dict[str, Run], stack: str) -> None:
     gs = values_of(stack_runs[stack])["dags"]["gitSync"]
-    branch = {"local": "main", "integration": "main", "production": "release"}[stack]
+    branch = {"integration": "main", "production": "release"}[stack]
     assert gs["enabled"] is True
     assert gs["repo"] == "https://github.com/acme-data/airflow-platform.git"
     assert (gs["branch"], gs["ref"], gs["subPath"]) == (branch, branch, "dags")
@@ -277,7 +277,9 @@ def test_ui_is_cluster_internal(stack_runs: dict[str, Run], stack: str) -> None:
     values = values_of(run)
     assert values["apiServer"]["service"]["type"] == "ClusterIP"
     assert values["ingress"]["apiServer"]["enabled"] is False
-    assert values["createUserJob"] == {"enabled": False}
+    assert values["createUserJob"]["enabled"] is True, (
+        "every stack offers a first login (see test_first_login_*)"
+    )
     assert (
         run.outputs["ui_command"]
         == "kubectl --namespace airflow port-forward svc/airflow-api-server 8080:8080"
@@ -309,11 +311,7 @@ def test_internal_ingress_and_url() -> None:
 
 
 def test_admin_user_comes_from_secret_config() -> None:
-    run = run_stack(
-        "local",
-        set_values={"airflow.createAdminUser": True},
-        set_secrets={"adminPassword": fake_secret("adminPassword")},
-    )
+    run = run_stack("local", set_secrets={"adminPassword": fake_secret("adminPassword")})
     values = values_of(run)
     assert schema_errors(values) == []
     job = values["createUserJob"]
@@ -361,7 +359,8 @@ def test_private_git_repo_credentials_by_secret_name(
 
 
 ALLOWED_DIFFERENCES = (
-    r"images\.airflow\.(repository|tag)",
+    r"images\.(airflow|pod_template)\.(repository|tag)",
+    r"(airflowPodAnnotations|pgbouncer\.podAnnotations)\.airflow-platform/secrets-checksum",
     r"(scheduler|workers|triggerer|dagProcessor|apiServer)\.serviceAccount\.annotations.*",
     r"config\.logging\.remote_base_log_folder",
     r"(scheduler|triggerer|dagProcessor|apiServer|pgbouncer)\.replicas",
@@ -369,6 +368,13 @@ ALLOWED_DIFFERENCES = (
     r"pgbouncer\.enabled",
     r"dags\.gitSync\.(branch|ref|period)",
 )
+LOCAL_DAGS_DIFFERENCES = (
+    r"dags\.gitSync\.(enabled|repo)",
+    r"dags\.persistence\.enabled",
+    r"volumes.*",
+    r"volumeMounts.*",
+)
+"""The local stack serves this checkout's dags/ from a host mount instead of git-sync."""
 
 
 def test_values_differ_between_stacks_only_in_addresses_sizes_and_names(
@@ -377,10 +383,12 @@ def test_values_differ_between_stacks_only_in_addresses_sizes_and_names(
     flat = {stack: leaves(values_of(stack_runs[stack])) for stack in STACKS}
     base = flat["production"]
 
-    def allowed(key: str) -> bool:
-        return any(re.fullmatch(p, key) for p in ALLOWED_DIFFERENCES)
-
     for stack in ("local", "integration"):
+        patterns = ALLOWED_DIFFERENCES + (LOCAL_DAGS_DIFFERENCES if stack == "local" else ())
+
+        def allowed(key: str, patterns: tuple[str, ...] = patterns) -> bool:
+            return any(re.fullmatch(p, key) for p in patterns)
+
         other = flat[stack]
         shape = {k for k in base.keys() ^ other.keys() if not allowed(k)}
         assert shape == set(), shape

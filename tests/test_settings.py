@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from components.aws_catalog import EKS_DEFAULT_VERSION
 from components.settings import (
+    DEFAULT_DAGS_HOST_PATH,
     RawConfig,
     SettingsError,
     Target,
@@ -79,12 +81,97 @@ CASES: list[Case] = [
         {"cluster.minNodes"},
     ),
     (
-        "prod public endpoint",
+        "private endpoint without private ranges",
         "production",
-        {"cluster.endpointPublicAccess": True},
+        {"cluster.endpointPublicAccess": False},
+        {},
+        ("cluster.publicAccessCidrs",),
+        {"cluster.privateAccessCidrs"},
+    ),
+    (
+        "documentation range as allow-list",
+        "integration",
+        {"cluster.publicAccessCidrs": ["203.0.113.0/24"]},
         {},
         (),
         {"cluster.publicAccessCidrs"},
+    ),
+    (
+        "private range as public allow-list",
+        "integration",
+        {"cluster.publicAccessCidrs": ["10.8.0.0/16"]},
+        {},
+        (),
+        {"cluster.publicAccessCidrs"},
+    ),
+    (
+        "public range as private access",
+        "production",
+        {"cluster.endpointPublicAccess": False, "cluster.privateAccessCidrs": ["8.8.8.0/24"]},
+        {},
+        ("cluster.publicAccessCidrs",),
+        {"cluster.privateAccessCidrs"},
+    ),
+    (
+        "session arn as admin",
+        "integration",
+        {"cluster.adminArns": ["arn:aws:sts::123456789012:assumed-role/ci/gh-run-42"]},
+        {},
+        (),
+        {"cluster.adminArns"},
+    ),
+    (
+        "principal in both access lists",
+        "integration",
+        {
+            "cluster.adminArns": ["arn:aws:iam::123456789012:role/ops"],
+            "cluster.namespaceAdminArns": ["arn:aws:iam::123456789012:role/ops"],
+        },
+        {},
+        (),
+        {"cluster.namespaceAdminArns"},
+    ),
+    (
+        "minikube sets access entries",
+        "local",
+        {"cluster.adminArns": ["arn:aws:iam::123456789012:role/ops"]},
+        {},
+        (),
+        {"cluster.adminArns"},
+    ),
+    (
+        "prod unprotected db",
+        "production",
+        {"database.protect": False},
+        {},
+        (),
+        {"database.protect"},
+    ),
+    ("unreal region", "integration", {"aws.region": "xx-nowhere-9"}, {}, (), {"aws.region"}),
+    (
+        "unreal instance type",
+        "production",
+        {"cluster.instanceTypes": ["m6i.enormous"]},
+        {},
+        (),
+        {"cluster.instanceTypes"},
+    ),
+    (
+        "unreal rds class",
+        "integration",
+        {"database.instanceClass": "db.m6g.enormous"},
+        {},
+        (),
+        {"database.instanceClass"},
+    ),
+    ("unreal eks version", "integration", {"cluster.version": "1.99"}, {}, (), {"cluster.version"}),
+    (
+        "image platform",
+        "local",
+        {"registry.platform": "linux/s390x"},
+        {},
+        (),
+        {"registry.platform"},
     ),
     (
         "public endpoint open to all",
@@ -171,7 +258,14 @@ CASES: list[Case] = [
         (),
         {"airflow.namespace"},
     ),
-    ("git-sync without repo", "local", {}, {}, ("airflow.gitSync.repo",), {"airflow.gitSync.repo"}),
+    (
+        "git-sync without repo",
+        "integration",
+        {},
+        {},
+        ("airflow.gitSync.repo",),
+        {"airflow.gitSync.repo"},
+    ),
     (
         "git-sync ftp repo",
         "local",
@@ -219,14 +313,6 @@ CASES: list[Case] = [
         {},
         (),
         {"gitSyncToken", "gitSyncUsername"},
-    ),
-    (
-        "admin without password",
-        "local",
-        {"airflow.createAdminUser": True},
-        {},
-        (),
-        {"adminPassword"},
     ),
     (
         "host path on eks",
@@ -350,25 +436,24 @@ def raw(stack: str, **values: Any) -> RawConfig:
 
 def test_defaults_follow_the_per_stack_matrix() -> None:
     repo = {"airflow.gitSync.repo": "https://example.com/dags.git"}
-    prod = parse_settings(raw("production", target="eks", **{"aws.region": "eu-west-1"}, **repo))
-    integ = parse_settings(
-        raw(
-            "integration",
-            target="eks",
-            **{"aws.region": "eu-west-1", "cluster.publicAccessCidrs": '["198.51.100.0/24"]'},
-            **repo,
-        )
-    )
-    local = parse_settings(raw("local", target="minikube", **repo))
+    where = {"aws.region": "eu-west-1", "cluster.publicAccessCidrs": '["84.17.32.0/24"]'}
+    prod = parse_settings(raw("production", target="eks", **where, **repo))
+    integ = parse_settings(raw("integration", target="eks", **where, **repo))
+    local = parse_settings(raw("local", target="minikube"))
     assert (prod.network.az_count, prod.network.nat_per_az) == (3, True)
     assert (integ.network.az_count, integ.network.nat_per_az) == (2, False)
     assert prod.database.multi_az and prod.database.deletion_protection
     assert not integ.database.multi_az and not integ.database.deletion_protection
     assert prod.registry.immutable_tags and not integ.registry.immutable_tags
     assert not prod.cluster.spot and integ.cluster.spot
-    assert not prod.cluster.endpoint_public_access and prod.cluster.min_nodes >= 2
+    assert prod.cluster.endpoint_public_access and prod.cluster.min_nodes >= 2
+    assert prod.database.protect and integ.database.protect
+    assert prod.cluster.version == integ.cluster.version == EKS_DEFAULT_VERSION
     assert prod.airflow.logs.versioning and not integ.airflow.logs.versioning
     assert local.target is Target.MINIKUBE and local.cluster.kube_context == "minikube"
+    assert local.airflow.dags_source == "hostPath"
+    assert local.airflow.dags_host_path == DEFAULT_DAGS_HOST_PATH
+    assert local.airflow.create_admin_user and prod.airflow.create_admin_user
     assert prod.logs_bucket == "airflow-platform-production-task-logs"
 
 
@@ -382,6 +467,7 @@ def test_config_values_arrive_as_strings_and_are_coerced() -> None:
                 "cluster.desiredNodes": "2",
                 "cluster.spot": "false",
                 "cluster.endpointPublicAccess": "false",
+                "cluster.privateAccessCidrs": '["10.99.0.0/16"]',
                 "cluster.instanceTypes": '["m6i.large"]',
                 "airflow.gitSync.repo": "git@github.com:acme/dags.git",
             },
@@ -391,7 +477,7 @@ def test_config_values_arrive_as_strings_and_are_coerced() -> None:
     assert s.cluster.instance_types == ["m6i.large"]
 
 
-def test_production_allow_list_permits_a_public_endpoint() -> None:
+def test_production_public_endpoint_with_an_allow_list() -> None:
     s = parse_settings(
         raw(
             "production",
@@ -399,11 +485,11 @@ def test_production_allow_list_permits_a_public_endpoint() -> None:
             **{
                 "aws.region": "eu-west-1",
                 "cluster.endpointPublicAccess": "true",
-                "cluster.publicAccessCidrs": '["203.0.113.0/24"]',
+                "cluster.publicAccessCidrs": '["84.17.32.0/24"]',
                 "airflow.gitSync.repo": "https://example.com/dags.git",
             },
         )
     )
     assert s.cluster.endpoint_public_access and [str(c) for c in s.cluster.public_access_cidrs] == [
-        "203.0.113.0/24"
+        "84.17.32.0/24"
     ]
