@@ -21,6 +21,9 @@ from typing import Any, Protocol
 
 from pulumi import automation as auto
 
+from components.settings import PROJECT
+from deploy.backend import Backend, BackendError, backend_for, ensure_local_state
+from deploy.project_config import ConfigFileError, load_yaml_file
 from slackbot.operations import Operation
 from slackbot.text import strip_colors
 
@@ -28,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 EventSink = Callable[[auto.EngineEvent], None]
 
-STATE_DIR = ".pulumi-state"
 POLICY_PACK_FILE = Path("policy") / "PulumiPolicy.yaml"
 _FINGERPRINT_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "tests"})
 
@@ -123,8 +125,16 @@ class StackRunner(Protocol):
         ...
 
 
-def default_backend_url(project_dir: Path) -> str:
-    return (project_dir / STATE_DIR).resolve().as_uri()
+def stack_target(project_dir: Path, stack: str) -> str:
+    """`minikube` or `eks`, as the stack file says (files without a target count as local)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return "minikube"
+    try:
+        config = (load_yaml_file(path) or {}).get("config") or {}
+    except ConfigFileError as err:
+        raise RunnerError(str(err)) from None
+    return str(config.get(f"{PROJECT}:target", "minikube"))
 
 
 def sdk_supports_plans() -> bool:
@@ -145,7 +155,8 @@ class PulumiStackRunner:
         fingerprint_ignores: tuple[Path, ...] = (),
     ) -> None:
         self._project_dir = project_dir.resolve()
-        self._backend_url = backend_url or default_backend_url(self._project_dir)
+        self._backend_url = backend_url
+        """An explicit backend for every stack; None: each stack's own (`deploy.backend`)."""
         self._secrets_provider = secrets_provider
         self._fingerprint_ignores = tuple(path.resolve() for path in fingerprint_ignores)
         self._supports_plans = sdk_supports_plans()
@@ -226,14 +237,31 @@ class PulumiStackRunner:
         return digest.hexdigest()
 
     def _select(self, stack_name: str) -> auto.Stack:
-        if self._backend_url.startswith("file://"):
-            Path(self._backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        env_vars, secrets_provider = self._backend_env(stack_name)
         options = auto.LocalWorkspaceOptions(
             work_dir=str(self._project_dir),
-            env_vars={"PULUMI_BACKEND_URL": self._backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true"},
-            secrets_provider=self._secrets_provider,
+            env_vars=env_vars,
+            secrets_provider=secrets_provider,
         )
         return auto.select_stack(stack_name, work_dir=str(self._project_dir), opts=options)
+
+    def _backend_env(self, stack_name: str) -> tuple[dict[str, str], str]:
+        """The backend the stack lives in: the same one `make` uses on any machine.
+
+        eks stacks use the shared S3 backend named in `state-backend.yaml`, the local
+        stack the project's file backend; `select_stack` never creates a stack.
+        """
+        if self._backend_url is not None:
+            backend = Backend(self._backend_url, self._secrets_provider, shared=False)
+        else:
+            try:
+                backend = backend_for(
+                    self._project_dir, stack_name, stack_target(self._project_dir, stack_name)
+                )
+            except BackendError as err:
+                raise RunnerError(f"`{stack_name}` has no usable state backend: {err}") from None
+        ensure_local_state(backend)
+        return backend.env(), backend.secrets_provider
 
     def _preview(self, stack: auto.Stack, request: RunRequest, on_event: EventSink) -> RunResult:
         if request.preview_of is Operation.DESTROY:

@@ -19,6 +19,7 @@ from slackbot.runner import (
     _translated_errors,
     sdk_supports_plans,
 )
+from tests.harness import ROOT_DIR
 
 PULUMI = shutil.which("pulumi")
 SECRET = "integration-secret-value-42"
@@ -58,6 +59,27 @@ def test_a_missing_stack_and_a_missing_cli_are_explained():
         raise auto.StackNotFoundError(result)
     with pytest.raises(RunnerError, match="CLI is not installed"), _translated_errors("x"):
         raise FileNotFoundError("pulumi")
+
+
+def test_each_stack_runs_on_the_backend_make_uses(tmp_path, monkeypatch):
+    """The bot reaches the same state as laptops and CI: eks stacks on the shared S3 + KMS
+    backend of `state-backend.yaml`, the local stack on the project's file backend."""
+    from deploy.bootstrap import BACKEND_FILE, StateBackend, render_backend_file
+
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    for stack in ("local", "production"):
+        shutil.copy(ROOT_DIR / f"Pulumi.{stack}.yaml", tmp_path)
+    runner = PulumiStackRunner(tmp_path)
+    with pytest.raises(RunnerError, match="make bootstrap"):
+        runner._backend_env("production")
+    shared = StateBackend("acme-state", "eu-west-1", "alias/acme-pulumi")
+    (tmp_path / BACKEND_FILE).write_text(render_backend_file(shared))
+    env, provider = runner._backend_env("production")
+    assert env["PULUMI_BACKEND_URL"] == "s3://acme-state?region=eu-west-1"
+    assert provider == "awskms://alias/acme-pulumi?region=eu-west-1"
+    env, provider = runner._backend_env("local")
+    assert env["PULUMI_BACKEND_URL"] == (tmp_path / ".pulumi-state").resolve().as_uri()
+    assert provider == "passphrase"
 
 
 def test_the_installed_sdk_supports_update_plans():
