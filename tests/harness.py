@@ -244,7 +244,9 @@ class PlatformMocks(pmocks.Mocks):
                 clusterSecurityGroupId="sg-0eksclustersg0001",
             )
         elif t == "docker:index/image:Image":
-            outputs["repoDigest"] = f"{inputs.get('imageName', name)}@sha256:{'0' * 64}"
+            image = str(inputs.get("imageName", name))
+            digest = hashlib.sha256(image.encode()).hexdigest()
+            outputs["repoDigest"] = f"{image.rpartition(':')[0]}@sha256:{digest}"
         elif t.startswith("kubernetes:") and t != "kubernetes:helm.sh/v3:Release":
             meta = dict(outputs.get("metadata") or {})
             meta.setdefault("name", name)
