@@ -402,3 +402,19 @@ def test_values_key_counts(stack_runs: dict[str, Run]) -> None:
     counts = {stack: len(leaves(values_of(stack_runs[stack]))) for stack in STACKS}
     assert counts["integration"] == counts["production"]
     print(f"\nkeys set in chart values per stack: {counts}")
+
+
+def test_git_sync_is_one_setting_away_on_the_local_stack() -> None:
+    run = run_stack(
+        "local",
+        set_values={
+            "airflow.dagsSource": "gitSync",
+            "airflow.gitSync.repo": "https://github.com/acme-data/airflow-platform.git",
+        },
+    )
+    values = values_of(run)
+    assert schema_errors(values) == []
+    gs = values["dags"]["gitSync"]
+    assert gs["enabled"] is True and gs["repo"].endswith("airflow-platform.git")
+    assert gs["period"] == "30s"
+    assert "volumes" not in values and "volumeMounts" not in values
