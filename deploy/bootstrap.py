@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
+from components.iam import tls_only_bucket_policy
 from components.settings import PROJECT
 
 BACKEND_FILE = "state-backend.yaml"
@@ -43,7 +44,6 @@ NONCURRENT_VERSION_DAYS = 90
 """Superseded state files stay recoverable this long."""
 ABORT_MULTIPART_DAYS = 7
 LIFECYCLE_RULE_ID = "pulumi-state-history"
-TLS_ONLY_SID = "DenyInsecureTransport"
 PUBLIC_ACCESS_BLOCK = {
     "BlockPublicAcls": True,
     "IgnorePublicAcls": True,
@@ -471,23 +471,6 @@ def _read(call: Callable[[], Any], missing_code: str) -> Any:
         raise
 
 
-def tls_only_policy(bucket: str) -> dict[str, Any]:
-    """The bucket policy: deny every request not made over TLS, allow nothing."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": TLS_ONLY_SID,
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
-
-
 def lifecycle_rules() -> list[dict[str, Any]]:
     """Old state versions kept 90 days; abandoned multipart uploads dropped after 7."""
     return [
@@ -620,7 +603,7 @@ def _configure_bucket(
 
     policy = _read(lambda: s3.get_bucket_policy(**b), "NoSuchBucketPolicy")
     current_policy = json.loads(policy["Policy"]) if policy else None
-    desired_policy = tls_only_policy(bucket)
+    desired_policy = tls_only_bucket_policy(bucket)
     report.setting(
         "bucket policy: deny requests without TLS, allow nothing",
         current_policy,
