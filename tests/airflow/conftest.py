@@ -19,6 +19,7 @@ from tests.airflow.af_harness import (
     LocalS3,
     sandbox_env,
 )
+from tests.moto_server import moto_server
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -70,12 +71,5 @@ def sandbox(make_sandbox) -> AirflowSandbox:
 @pytest.fixture(scope="session")
 def local_s3() -> Iterator[LocalS3]:
     """moto's S3 server on 127.0.0.1, on a free port, stopped at the end."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield LocalS3(endpoint_url=f"http://{host}:{port}")
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield LocalS3(endpoint_url=endpoint)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.moto_server import moto_server
+
 REGION = "eu-west-1"
 DUMMY_ACCOUNT = "123456789012"
 """The account moto answers as when nothing else says which."""
@@ -44,15 +46,8 @@ class Names:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto's server on 127.0.0.1, on a free port, stopped at the end of the session."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(autouse=True)
