@@ -222,7 +222,7 @@ def prepare_minikube(ctx: Context, verb: str) -> None:
         problem = platform_problem(ctx.settings, arch.stdout, platform.machine())
         if problem:
             raise DeployError(problem)
-    if verb in ("up", "preview") and ctx.settings.airflow.dags_source == "hostPath":
+    if verb == "up" and ctx.settings.airflow.dags_source == "hostPath":
         ensure_dags_mount(ctx)
 
 
