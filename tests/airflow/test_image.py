@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,14 @@ from tests.airflow.af_harness import REPO_ROOT
 IMAGE_DIR = REPO_ROOT / "image"
 DOCKERFILE = (IMAGE_DIR / "Dockerfile").read_text()
 BASE_IMAGE = "apache/airflow:3.2.2-python3.12"
+DB_CONSTRAINTS = IMAGE_DIR / "metadata-db-constraints.txt"
+AIRFLOW_CONSTRAINTS_URL = (
+    "https://raw.githubusercontent.com/apache/airflow/"
+    "constraints-${AIRFLOW_VERSION}/constraints-${PYTHON_VERSION}.txt"
+)
+DB_STACK = {"SQLAlchemy", "psycopg2-binary", "asyncpg"}
+"""The stack named as install targets; the pins also hold psycopg 3 (see the pins file)."""
+PINNED_STACK = DB_STACK | {"psycopg", "psycopg-binary"}
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -26,9 +36,9 @@ def instructions() -> list[tuple[str, str]]:
     return result
 
 
-def requirements() -> dict[str, str]:
+def requirements(path: Path = IMAGE_DIR / "requirements.txt") -> dict[str, str]:
     pins: dict[str, str] = {}
-    for line in (IMAGE_DIR / "requirements.txt").read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             name, sep, pinned = line.partition("==")
@@ -75,4 +85,62 @@ def test_dockerignore_admits_only_the_build_inputs() -> None:
         for line in (IMAGE_DIR / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert lines == ["*", "!Dockerfile", "!requirements.txt"]
+    assert lines == ["*", "!Dockerfile", "!requirements.txt", f"!{DB_CONSTRAINTS.name}"]
+
+
+def pip_installs() -> list[list[str]]:
+    """The arguments of every `pip install` in a RUN instruction, shell-split."""
+    installs = []
+    for kw, args in instructions():
+        if kw != "RUN":
+            continue
+        for command in args.split("&&"):
+            words = shlex.split(command)
+            if words[:2] == ["pip", "install"]:
+                installs.append(words[2:])
+    return installs
+
+
+def constraints_of(words: list[str]) -> list[str]:
+    return [words[i + 1] for i, word in enumerate(words) if word == "--constraint"]
+
+
+def test_airflow_is_installed_with_its_own_constraints_for_the_image_python() -> None:
+    python_args = [args for kw, args in instructions() if kw == "ARG" and "PYTHON_VERSION" in args]
+    assert python_args == [f"PYTHON_VERSION={BASE_IMAGE.rpartition('-python')[2]}"]
+    assert BASE_IMAGE.split(":")[1].split("-")[0] == version("apache-airflow")
+    with_airflow_constraints = [
+        words for words in pip_installs() if AIRFLOW_CONSTRAINTS_URL in constraints_of(words)
+    ]
+    assert len(with_airflow_constraints) == 1
+    targets = with_airflow_constraints[0]
+    assert "apache-airflow==${AIRFLOW_VERSION}" in targets
+    assert set(targets) >= DB_STACK
+    runs = " ".join(args for kw, args in instructions() if kw == "RUN")
+    assert '= "${PYTHON_VERSION}"' in runs, "the build checks the image's Python"
+
+
+def test_platform_packages_keep_the_tested_database_stack() -> None:
+    copied = f"{DB_CONSTRAINTS.name} /opt/airflow/{DB_CONSTRAINTS.name}"
+    assert any(kw == "COPY" and args.endswith(copied) for kw, args in instructions())
+    platform = [w for w in pip_installs() if "/opt/airflow/platform-requirements.txt" in w]
+    assert len(platform) == 1
+    words = platform[0]
+    assert constraints_of(words) == [f"/opt/airflow/{DB_CONSTRAINTS.name}"]
+    assert set(words) >= DB_STACK, "the drivers are install targets, held by the pins"
+    assert "psycopg[binary]" in words, "psycopg 3 as in the tests"
+    assert "apache-airflow==${AIRFLOW_VERSION}" in words
+
+
+def test_database_stack_pins_equal_the_test_environment() -> None:
+    pins = requirements(DB_CONSTRAINTS)
+    assert set(pins) == PINNED_STACK
+    for package, pinned in pins.items():
+        assert version(package) == pinned, package
+    dev = (IMAGE_DIR.parent / "requirements-dev.txt").read_text().splitlines()
+    lock = (IMAGE_DIR.parent / "requirements.lock").read_text().splitlines()
+    for package, pinned in pins.items():
+        assert f"{package}=={pinned}" in lock
+        if package in ("psycopg2-binary", "asyncpg"):
+            assert f"{package}=={pinned}" in dev
+    assert "psycopg[binary]==" + pins["psycopg"] in dev
