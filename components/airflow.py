@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ import pulumi_random as random
 
 from components import chart_values as cv
 from components import iam
+from components import metadata_db as mdb
 from components.naming import PART_OF, tags
 from components.settings import Settings
 from components.stack_secrets import StackSecrets
@@ -249,7 +251,8 @@ class AirflowRelease(pulumi.ComponentResource):
         return names
 
     def _database_secrets(self, args: AirflowReleaseArgs) -> list[pulumi.Output[str]]:
-        """The metadata connection; on eks through PgBouncer, whose config matches it."""
+        """The metadata Secret (sync and async URIs, one decided driver each); on eks through
+        PgBouncer, whose config matches them and verifies the RDS certificate."""
         s = args.settings
         db = pulumi.Output.all(
             host=args.db_host,
@@ -260,50 +263,72 @@ class AirflowRelease(pulumi.ComponentResource):
             namespace=self.namespace,
         )
         if not s.is_eks:
-            uri = db.apply(
-                lambda d: cv.metadata_connection_uri(
-                    d["user"], d["password"], d["host"], d["port"], d["name"], args.db_sslmode
+            # Straight to the in-cluster Postgres.
+            tls = mdb.TlsMode(args.db_sslmode)
+            metadata: dict[str, pulumi.Input[str]] = {
+                mdb.SECRET_KEYS.connection: db.apply(
+                    lambda d: mdb.sync_uri(
+                        d["user"], d["password"], d["host"], d["port"], d["name"], tls
+                    )
+                ),
+                mdb.SECRET_KEYS.async_connection: db.apply(
+                    lambda d: mdb.async_uri(
+                        d["user"], d["password"], d["host"], d["port"], d["name"], tls
+                    )
+                ),
+            }
+            return [self._secret("metadata", cv.SECRETS.metadata, metadata, read_by="airflow")]
+        # Airflow -> PgBouncer stays inside the cluster (no TLS); PgBouncer -> RDS verifies.
+        alias = mdb.pgbouncer_metadata_alias(cv.RELEASE_NAME)
+
+        def through_pgbouncer(uri: Callable[..., str]) -> pulumi.Output[str]:
+            return db.apply(
+                lambda d: uri(
+                    d["user"],
+                    d["password"],
+                    mdb.pgbouncer_host(d["namespace"], cv.RELEASE_NAME),
+                    mdb.PGBOUNCER_PORT,
+                    alias,
+                    mdb.TlsMode.DISABLE,
                 )
             )
-            return [
-                self._secret(
-                    "metadata", cv.SECRETS.metadata, {"connection": uri}, read_by="airflow"
-                )
-            ]
-        through_pgbouncer = db.apply(
-            lambda d: cv.metadata_connection_uri(
-                d["user"],
-                d["password"],
-                cv.pgbouncer_host(d["namespace"]),
-                cv.PGBOUNCER_PORT,
-                cv.pgbouncer_metadata_alias(),
-                "disable",
-            )
+
+        ini = db.apply(
+            lambda d: mdb.pgbouncer_ini(d["host"], d["port"], d["name"], d["user"], 20, alias)
         )
-        ini = db.apply(lambda d: cv.pgbouncer_ini(d["host"], d["port"], d["name"], d["user"], 20))
-        users = db.apply(lambda d: cv.pgbouncer_users(d["user"], d["password"]))
-        stats = db.apply(
-            lambda d: cv.metadata_connection_uri(
-                d["user"], d["password"], "127.0.0.1", cv.PGBOUNCER_PORT, "pgbouncer", "disable"
-            )
+        users = db.apply(lambda d: mdb.pgbouncer_users(d["user"], d["password"]))
+        stats = db.apply(lambda d: mdb.stats_uri(d["user"], d["password"]))
+        bundle = mdb.rds_ca_bundle_pem()
+        k8s.core.v1.ConfigMap(
+            f"{self._name}-rds-ca",
+            metadata={"name": cv.SECRETS.rds_ca, "namespace": self.namespace, "labels": PART_OF},
+            data={mdb.RDS_CA_CONFIGMAP_KEY: bundle},
+            opts=self._child,
+        )
+        # PgBouncer reads the bundle at start: a refreshed bundle rolls it too.
+        self._read_by["pgbouncer"].append(
+            pulumi.Output.from_input(hashlib.sha256(bundle.encode()).hexdigest())
         )
         return [
             self._secret(
                 "metadata",
                 cv.SECRETS.metadata,
-                {"connection": through_pgbouncer},
+                {
+                    mdb.SECRET_KEYS.connection: through_pgbouncer(mdb.sync_uri),
+                    mdb.SECRET_KEYS.async_connection: through_pgbouncer(mdb.async_uri),
+                },
                 read_by="airflow",
             ),
             self._secret(
                 "pgbouncer-config",
                 cv.SECRETS.pgbouncer_config,
-                {"pgbouncer.ini": ini, "users.txt": users},
+                {mdb.PGBOUNCER_SECRET_KEYS.ini: ini, mdb.PGBOUNCER_SECRET_KEYS.users: users},
                 read_by="pgbouncer",
             ),
             self._secret(
                 "pgbouncer-stats",
                 cv.SECRETS.pgbouncer_stats,
-                {"connection": stats},
+                {mdb.STATS_SECRET_KEY: stats},
                 read_by="pgbouncer",
             ),
         ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
+from components import metadata_db as mdb
 from components.settings import Settings
 
 AIRFLOW_VERSION = "3.2.2"
@@ -21,7 +21,6 @@ CHART_REPOSITORY = "https://airflow.apache.org"
 CHART_NAME = "airflow"
 RELEASE_NAME = "airflow"
 LOGS_CONN_ID = "aws_task_logs"
-PGBOUNCER_PORT = 6543
 API_SERVER_PORT = 8080
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 CHECKSUM_ANNOTATION = "airflow-platform/secrets-checksum"
@@ -52,6 +51,8 @@ class SecretNames:
     task_logs_connection: str = "airflow-platform-task-logs-connection"
     connections_variables: str = "airflow-platform-connections-variables"
     admin_user: str = "airflow-platform-admin-user"
+    rds_ca: str = mdb.RDS_CA_CONFIGMAP_NAME
+    """A ConfigMap, not a Secret: the public RDS CA bundle."""
 
 
 SECRETS = SecretNames()
@@ -93,57 +94,6 @@ def task_logs_connection(region: str, endpoint_url: str | None = None) -> dict[s
     if endpoint_url:
         extra["endpoint_url"] = endpoint_url
     return {"conn_type": "aws", "extra": extra}
-
-
-def metadata_connection_uri(
-    user: str, password: str, host: str, port: int, database: str, sslmode: str
-) -> str:
-    """SQLAlchemy URI for the chart's metadata Secret (`connection` key)."""
-    return (
-        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
-        f"{quote(database, safe='')}?sslmode={sslmode}"
-    )
-
-
-def pgbouncer_host(namespace: str) -> str:
-    return f"{RELEASE_NAME}-pgbouncer.{namespace}"
-
-
-def pgbouncer_metadata_alias() -> str:
-    """The database name Airflow uses through PgBouncer (the chart's convention)."""
-    return f"{RELEASE_NAME}-metadata"
-
-
-def pgbouncer_ini(db_host: str, db_port: int, db_name: str, user: str, pool_size: int) -> str:
-    """`pgbouncer.ini` for the chart's PgBouncer: the metadata alias -> the real DB, over TLS."""
-    return "\n".join(
-        [
-            "[databases]",
-            f"{pgbouncer_metadata_alias()} = host={db_host} dbname={db_name} port={db_port}"
-            f" pool_size={pool_size}",
-            "",
-            "[pgbouncer]",
-            "pool_mode = transaction",
-            f"listen_port = {PGBOUNCER_PORT}",
-            "listen_addr = *",
-            "auth_type = scram-sha-256",
-            "auth_file = /etc/pgbouncer/users.txt",
-            f"stats_users = {user}",
-            "ignore_startup_parameters = extra_float_digits",
-            "max_client_conn = 200",
-            "verbose = 0",
-            "log_disconnections = 0",
-            "log_connections = 0",
-            "server_tls_sslmode = require",
-            "server_tls_ciphers = normal",
-            "",
-        ]
-    )
-
-
-def pgbouncer_users(user: str, password: str) -> str:
-    """`users.txt`: the one user Airflow connects as."""
-    return f'"{user}" "{password}"\n'
 
 
 def split_image_ref(ref: str) -> tuple[str, str]:
@@ -299,6 +249,9 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
         {"envName": env, "secretName": SECRETS.connections_variables, "secretKey": env}
         for env in inputs.extra_secret_env
     ]
+    # The async engine's own URI (asyncpg), from the metadata Secret, on every Airflow
+    # container; the sync one is the chart's `data.metadataSecretName` (`connection`).
+    secret_env.append(mdb.async_connection_env(SECRETS.metadata))
     component_resources = _resources(sizes["cpu"], sizes["memory"])
     repository, tag = split_image_ref(inputs.image_ref)
     image = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
@@ -324,14 +277,20 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
             "configSecretName": SECRETS.pgbouncer_config,
             "metricsExporterSidecar": {
                 "statsSecretName": SECRETS.pgbouncer_stats,
-                "statsSecretKey": "connection",
+                "statsSecretKey": mdb.STATS_SECRET_KEY,
             },
             "replicas": sizes["replicas"],
             "podAnnotations": {CHECKSUM_ANNOTATION: inputs.pgbouncer_checksum},
+            # The RDS CA bundle (a ConfigMap), so PgBouncer verifies the server (verify-full).
+            **mdb.pgbouncer_ca_volumes(SECRETS.rds_ca),
         },
         "secret": secret_env,
+        # Defines the async engine's connect args (asyncpg's statement cache off), which
+        # `[database] sql_alchemy_connect_args_async` names; mounted on every Airflow pod.
+        "airflowLocalSettings": mdb.airflow_local_settings(),
         "config": {
             "core": {"load_examples": "False"},
+            "database": {"sql_alchemy_connect_args_async": mdb.ASYNC_CONNECT_ARGS_IMPORT_PATH},
             "logging": logging_config(inputs.logs_bucket, s.airflow.logs.prefix, LOGS_CONN_ID),
             "kubernetes_executor": {"delete_worker_pods": "True"},
         },

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import ipaddress
 import json
 import re
@@ -843,6 +844,14 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
         p.append(("airflow.ingress.host", "is required when the ingress is enabled"))
 
     c = s.cluster
+    if s.is_eks and s.aws is not None and s.region not in _verifiable_rds_regions():
+        p.append(
+            (
+                "aws.region",
+                f"the RDS CA bundle (components/certs) has no valid root for {s.region}, so"
+                " PgBouncer could not verify the database; refresh the bundle (README)",
+            )
+        )
     if s.is_eks:
         if not c.min_nodes <= c.desired_nodes <= c.max_nodes:
             p.append(
@@ -897,6 +906,13 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
         if not d.protect:
             p.append(("database.protect", "must be true in production"))
     return p
+
+
+@functools.cache
+def _verifiable_rds_regions() -> frozenset[str]:
+    from components.metadata_db import rds_ca_regions
+
+    return rds_ca_regions()
 
 
 def raw_config_from_runtime(stack: str) -> RawConfig:

@@ -10,6 +10,7 @@ raise on any invoke they do not know, so a new look-up cannot go unnoticed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -372,6 +373,14 @@ def run_stack(
     return run
 
 
+def _ensure_event_loop() -> None:
+    """The mock engine runs on the thread's current loop; `asyncio.run` elsewhere unsets it."""
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def try_stack(
     stack: str,
     *,
@@ -410,6 +419,7 @@ def try_stack(
         def program() -> None:
             runpy.run_path(str(ROOT_DIR / "__main__.py"))
 
+        _ensure_event_loop()
         _sync_await(run_pulumi_func(program))
         root = pulumi.runtime.settings.get_root_resource()
         for name, value in (getattr(root, "outputs", None) or {}).items():

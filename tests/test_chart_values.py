@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from components import chart_values as cv
+from components import metadata_db as mdb
 from components.settings import RawConfig, parse_settings
 from tests.chart_support import (
     chart_app_version,
@@ -236,15 +237,22 @@ def test_pgbouncer_config_is_consistent_with_the_metadata_secret(
     run = stack_runs[stack]
     values = values_of(run)
     created = secrets_by_name(run)
-    uri = urlsplit(created[values["data"]["metadataSecretName"]].inputs["stringData"]["connection"])
-    assert (uri.hostname, uri.port) == ("airflow-pgbouncer.airflow", cv.PGBOUNCER_PORT)
+    metadata = created[values["data"]["metadataSecretName"]].inputs["stringData"]
+    uri = urlsplit(metadata["connection"])
+    async_uri = urlsplit(metadata[mdb.SECRET_KEYS.async_connection])
+    assert uri.scheme == "postgresql+psycopg2" and async_uri.scheme == "postgresql+asyncpg"
+    for u in (uri, async_uri):
+        assert (u.hostname, u.port) == ("airflow-pgbouncer.airflow", mdb.PGBOUNCER_PORT)
+        assert (u.username, u.password, u.path) == (uri.username, uri.password, uri.path)
+    assert "sslmode" not in async_uri.query, "asyncpg takes ssl=, never sslmode"
     config = created[values["pgbouncer"]["configSecretName"]].inputs["stringData"]
     ini, users = config["pgbouncer.ini"], config["users.txt"]
     alias = uri.path.lstrip("/")
     rds = run.one("aws:rds/instance:Instance").outputs
     assert f"{alias} = host={rds['address']} dbname=airflow port=5432" in ini
-    assert f"listen_port = {cv.PGBOUNCER_PORT}" in ini
-    assert "server_tls_sslmode = require" in ini
+    assert f"listen_port = {mdb.PGBOUNCER_PORT}" in ini
+    assert "server_tls_sslmode = verify-full" in ini
+    assert f"server_tls_ca_file = {mdb.RDS_CA_MOUNT_PATH}" in ini
     assert users.strip() == f'"{uri.username}" "{uri.password}"'
     assert uri.password == run.one("aws:rds/instance:Instance").inputs["password"]
     stats = urlsplit(
@@ -255,8 +263,28 @@ def test_pgbouncer_config_is_consistent_with_the_metadata_secret(
     assert (stats.username, stats.password, stats.port) == (
         uri.username,
         uri.password,
-        cv.PGBOUNCER_PORT,
+        mdb.PGBOUNCER_PORT,
     )
+    (bundle,) = run.of_type("kubernetes:core/v1:ConfigMap")
+    assert (
+        bundle.inputs["metadata"]["name"]
+        == values["pgbouncer"]["extraVolumes"][0]["configMap"]["name"]
+    )
+    assert bundle.inputs["data"][mdb.RDS_CA_CONFIGMAP_KEY] == mdb.rds_ca_bundle_pem()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_airflow_pod_gets_the_async_uri_and_its_connect_args(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    values = values_of(stack_runs[stack])
+    assert mdb.async_connection_env(cv.SECRETS.metadata) in values["secret"]
+    assert values["config"]["database"] == {
+        "sql_alchemy_connect_args_async": mdb.ASYNC_CONNECT_ARGS_IMPORT_PATH
+    }
+    namespace: dict[str, object] = {}
+    exec(values["airflowLocalSettings"], namespace)  # noqa: S102 (our own generated module)
+    assert namespace[mdb.ASYNC_CONNECT_ARGS_NAME] == {"statement_cache_size": 0}
 
 
 def test_local_metadata_goes_straight_to_the_in_cluster_postgres(
@@ -269,6 +297,14 @@ def test_local_metadata_goes_straight_to_the_in_cluster_postgres(
         5432,
         "/airflow",
     )
+    assert uri.scheme == "postgresql+psycopg2", "the same decided drivers as on eks"
+    async_uri = urlsplit(
+        secrets_by_name(run)[cv.SECRETS.metadata].inputs["stringData"][
+            mdb.SECRET_KEYS.async_connection
+        ]
+    )
+    assert async_uri.scheme == "postgresql+asyncpg" and async_uri.hostname == uri.hostname
+    assert not run.of_type("kubernetes:core/v1:ConfigMap"), "no PgBouncer, no RDS CA"
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -101,19 +101,16 @@ def test_access_entries_grant_the_listed_principals(stack_runs: dict[str, Run], 
 
 def test_access_policies_follow_the_partition() -> None:
     from components.cluster import access_grants
+    from components.settings import Settings
 
-    s = parse_settings(
-        RawConfig(
-            "china",
-            {
-                "target": "eks",
-                "aws.region": "cn-north-1",
-                "cluster.publicAccessCidrs": '["84.17.32.0/24"]',
-                "cluster.adminArns": '["arn:aws-cn:iam::123456789012:role/ops"]',
-                "airflow.gitSync.repo": "https://example.com/d.git",
-            },
-            frozenset(),
-        )
+    s = Settings.model_validate(
+        {
+            "stack": "china",
+            "target": "eks",
+            "environment": "china",
+            "aws": {"region": "cn-north-1"},
+            "cluster": {"adminArns": ["arn:aws-cn:iam::123456789012:role/ops"]},
+        }
     )
     (grant,) = access_grants(s).values()
     assert grant.policy_arn.startswith("arn:aws-cn:eks::aws:cluster-access-policy/")

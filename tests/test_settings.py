@@ -149,6 +149,14 @@ CASES: list[Case] = [
     ),
     ("unreal region", "integration", {"aws.region": "xx-nowhere-9"}, {}, (), {"aws.region"}),
     (
+        "region the RDS CA bundle cannot verify",
+        "integration",
+        {"aws.region": "ca-west-1"},
+        {},
+        (),
+        {"aws.region"},
+    ),
+    (
         "unreal instance type",
         "production",
         {"cluster.instanceTypes": ["m6i.enormous"]},

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from components import chart_values as cv
+from components import metadata_db as mdb
 from tests.airflow.af_harness import sandbox_env
 from tests.chart_support import schema_errors, secrets_by_name, values_of
 from tests.harness import run_stack
@@ -123,5 +124,6 @@ def test_without_connections_no_secret_and_no_env(tmp_path: Path) -> None:
     run = run_stack("local")
     assert cv.SECRETS.connections_variables not in secrets_by_name(run)
     assert [e["envName"] for e in values_of(run)["secret"]] == [
-        cv.env_name("CONN", cv.LOGS_CONN_ID)
+        cv.env_name("CONN", cv.LOGS_CONN_ID),
+        mdb.ASYNC_CONN_ENV,
     ]
