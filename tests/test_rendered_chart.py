@@ -609,3 +609,48 @@ def test_the_local_stack_serves_this_checkouts_dags(stack_runs: dict[str, Run]) 
             mounts = {m["mountPath"]: m for m in main.get("volumeMounts", [])}
             assert mounts["/opt/airflow/dags"]["name"] == "dags-host", pod.owner
     assert not any(c["name"] == "git-sync" for p in rendered.pods() for c in p.spec["containers"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_airflow_pod_can_import_the_async_connect_args(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """`[database] sql_alchemy_connect_args_async` names `airflow_local_settings.<dict>`; Airflow
+    puts `$AIRFLOW_HOME/config` on sys.path, where the chart mounts `airflowLocalSettings`
+    (`templates/configmaps/configmap.yaml`, `_helpers.yaml` airflow_config_mount)."""
+    from components import metadata_db as mdb
+
+    rendered = render_run(stack_runs[stack])
+    config = rendered.get("ConfigMap", "airflow-config")["data"]
+    assert config["airflow_local_settings.py"].strip() == mdb.airflow_local_settings().strip()
+    assert (
+        "sql_alchemy_connect_args_async = " + mdb.ASYNC_CONNECT_ARGS_IMPORT_PATH
+        in (config["airflow.cfg"])
+    )
+    for component in (*LONG_RUNNING, "worker", "run-airflow-migrations"):
+        for pod in rendered.pods_of(component):
+            main = pod.spec["containers"][0]
+            paths = {m["mountPath"] for m in main.get("volumeMounts", [])}
+            assert "/opt/airflow/config/airflow_local_settings.py" in paths, pod.owner
+
+
+@pytest.mark.parametrize("stack", ["integration", "production"])
+def test_pgbouncer_finds_the_rds_ca_where_its_config_looks(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """PgBouncer with `server_tls_sslmode = verify-full` refuses RDS unless `server_tls_ca_file`
+    holds the CA (PgBouncer docs, `server_tls_*`); the ConfigMap must exist and be mounted there."""
+    from components import metadata_db as mdb
+
+    run = stack_runs[stack]
+    (pod,) = render_run(run).pods_of("pgbouncer")
+    volumes = {v["name"]: v for v in pod.spec["volumes"]}
+    pgbouncer = next(c for c in pod.spec["containers"] if c["name"] == "pgbouncer")
+    mount = next(m for m in pgbouncer["volumeMounts"] if m["mountPath"] == mdb.RDS_CA_MOUNT_PATH)
+    source = volumes[mount["name"]]["configMap"]
+    created = {r.inputs["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:ConfigMap")}
+    assert mount["subPath"] in created[source["name"]].inputs["data"]
+    ini = secrets_in_namespace(run, "airflow")["airflow-platform-pgbouncer-config"]
+    assert (
+        f"server_tls_ca_file = {mdb.RDS_CA_MOUNT_PATH}" in ini.inputs["stringData"]["pgbouncer.ini"]
+    )
