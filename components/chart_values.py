@@ -8,7 +8,7 @@ AirflowRelease component creates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from components import metadata_db as mdb
@@ -128,25 +128,79 @@ class ChartInputs:
     """The same for PgBouncer's config and stats Secrets (eks)."""
 
 
-def _sizes(settings: Settings) -> dict[str, Any]:
-    """Replicas and resources: the only way stacks differ besides names and addresses."""
+Resources = dict[str, Any]
+"""A container's `resources`: cpu and memory requests, and a memory limit."""
+
+
+def _resources(cpu: str, memory: str) -> Resources:
+    """Requests, and a memory limit equal to the memory request.
+
+    No cpu limit: a cpu limit only throttles, while the memory limit keeps one container
+    from taking its neighbours' memory (Kubernetes docs, "Resource Management for Pods
+    and Containers").
+    """
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every replica count and container size of a stack: the one place sizing lives."""
+
+    replicas: int
+    """Scheduler, api-server, triggerer, dag-processor and PgBouncer (eks) replicas."""
+    airflow: Resources
+    """Long-running Airflow containers; the chart gives each one's `wait-for-airflow-migrations`
+    init container the same resources (`<component>.resources`)."""
+    worker: Resources
+    """The task pods' `base` container (worker pod template)."""
+    job: Resources
+    """The migration and create-user hook Jobs (an Airflow CLI each)."""
+    git_sync: Resources = field(default_factory=lambda: _resources("20m", "128Mi"))
+    """git-sync, as init container and as sidecar (a shallow clone of the DAG repository)."""
+    log_groomer: Resources = field(default_factory=lambda: _resources("10m", "64Mi"))
+    """The log groomer sidecars (a shell loop that deletes old local log files)."""
+    pgbouncer: Resources = field(default_factory=lambda: _resources("50m", "128Mi"))
+    pgbouncer_exporter: Resources = field(default_factory=lambda: _resources("10m", "64Mi"))
+    statsd: Resources = field(default_factory=lambda: _resources("20m", "128Mi"))
+
+
+def _sizes(settings: Settings) -> Sizes:
+    """Replicas and resources: the only way stacks differ besides names and addresses.
+
+    Production runs two of every long-running component (PgBouncer included), so one
+    can be drained or lost with its node or zone; the sidecars are the same everywhere.
+    """
     if settings.is_production:
-        return {"replicas": 2, "cpu": "500m", "memory": "1Gi", "worker_memory": "1Gi"}
+        return Sizes(
+            replicas=2,
+            airflow=_resources("500m", "1Gi"),
+            worker=_resources("500m", "1Gi"),
+            job=_resources("250m", "1Gi"),
+        )
     if settings.is_eks:
-        return {"replicas": 1, "cpu": "250m", "memory": "1Gi", "worker_memory": "1Gi"}
-    return {"replicas": 1, "cpu": "100m", "memory": "512Mi", "worker_memory": "512Mi"}
+        return Sizes(
+            replicas=1,
+            airflow=_resources("250m", "1Gi"),
+            worker=_resources("250m", "1Gi"),
+            job=_resources("250m", "1Gi"),
+        )
+    return Sizes(
+        replicas=1,
+        airflow=_resources("100m", "512Mi"),
+        worker=_resources("100m", "512Mi"),
+        job=_resources("100m", "512Mi"),
+    )
 
 
-def _service_account(name: str, role_arn: str | None) -> dict[str, Any]:
+def _service_account(
+    name: str, role_arn: str | None, *, automount_token: bool = True
+) -> dict[str, Any]:
     return {
         "create": True,
         "name": name,
         "annotations": {IRSA_ANNOTATION: role_arn} if role_arn else {},
+        "automountServiceAccountToken": automount_token,
     }
-
-
-def _resources(cpu: str, memory: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
 
 
 def git_sync_values(settings: Settings) -> dict[str, Any]:
@@ -234,6 +288,130 @@ def ui_url(settings: Settings) -> str | None:
     return f"{'https' if ing.tls_secret_name else 'http'}://{ing.host}/"
 
 
+AIRFLOW_UID = 50000
+AIRFLOW_GID = 0
+"""The chart's `uid` and `gid`: the pod securityContext it renders for Airflow pods when none
+is given (`runAsUser: uid`, `fsGroup: gid`; templates/_helpers.yaml `airflowPodSecurityContext`)."""
+NOBODY_UID = 65534
+"""The chart's `statsd.uid` and `pgbouncer.uid` (`localPodSecurityContext`)."""
+GIT_SYNC_UID = 65533
+"""The chart's `dags.gitSync.uid` (`localContainerSecurityContext`)."""
+RUNTIME_DEFAULT_SECCOMP = {"type": "RuntimeDefault"}
+
+ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
+
+REPLICATED_SECTIONS: dict[str, str] = {
+    "scheduler": "scheduler",
+    "apiServer": "api-server",
+    "triggerer": "triggerer",
+    "dagProcessor": "dag-processor",
+    "pgbouncer": "pgbouncer",
+}
+"""Values sections whose Deployment runs `Sizes.replicas` pods -> their pods' `component` label."""
+
+
+def pod_labels(component: str) -> dict[str, str]:
+    """The labels the chart puts on a component's pods and selects them by."""
+    return {"tier": "airflow", "component": component, "release": RELEASE_NAME}
+
+
+def disruption_budget(replicas: int) -> dict[str, Any]:
+    """`<section>.podDisruptionBudget`: on wherever a component runs more than one pod.
+
+    With one replica a budget either blocks every node drain (`maxUnavailable: 0`) or
+    protects nothing, so it is only enabled with two or more.
+    """
+    return {"enabled": replicas > 1, "config": {"maxUnavailable": 1}}
+
+
+def topology_spread(component: str, replicas: int) -> list[dict[str, Any]]:
+    """`<section>.topologySpreadConstraints` for a component's replicas.
+
+    Nodes: a hard rule (`DoNotSchedule`), so no two replicas share a node and losing one
+    node never takes a component down; `nodeTaintsPolicy: Honor` leaves cordoned and
+    tainted nodes out of the count, so a drain does not block on them. Zones: best effort
+    (`ScheduleAnyway`): the nodes come from one managed node group across the zones, whose
+    autoscaling group cannot be asked for a node in a given zone, so a hard zone rule could
+    keep a replica Pending on a small or unevenly filled cluster.
+    """
+    if replicas < 2:
+        return []
+    selector = {"matchLabels": pod_labels(component)}
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": ZONE_TOPOLOGY_KEY,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": selector,
+        },
+        {
+            "maxSkew": 1,
+            "topologyKey": HOSTNAME_TOPOLOGY_KEY,
+            "whenUnsatisfiable": "DoNotSchedule",
+            "nodeTaintsPolicy": "Honor",
+            "labelSelector": selector,
+        },
+    ]
+
+
+def _replicated(component: str, replicas: int) -> dict[str, Any]:
+    return {
+        "replicas": replicas,
+        "podDisruptionBudget": disruption_budget(replicas),
+        "topologySpreadConstraints": topology_spread(component, replicas),
+    }
+
+
+def airflow_pod_security_context() -> dict[str, Any]:
+    """Global `securityContexts.pod`, used by every Airflow pod that sets none of its own
+    (components, hook Jobs, the worker pod template). The chart's helper takes the first one
+    set and does not merge, so the defaults it would render are spelled out here."""
+    return {
+        "runAsUser": AIRFLOW_UID,
+        "fsGroup": AIRFLOW_GID,
+        "seccompProfile": dict(RUNTIME_DEFAULT_SECCOMP),
+    }
+
+
+def nobody_pod_security_context() -> dict[str, Any]:
+    """`statsd`/`pgbouncer` `.securityContexts.pod`: they do not read the global one."""
+    return {"runAsUser": NOBODY_UID, "seccompProfile": dict(RUNTIME_DEFAULT_SECCOMP)}
+
+
+def git_sync_container_security_context() -> dict[str, Any]:
+    """`dags.gitSync.securityContexts.container`, for the init container and the sidecar."""
+    return {
+        "runAsUser": GIT_SYNC_UID,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def api_server_ingress_peers(settings: Settings) -> list[dict[str, Any]]:
+    """Who may reach the api-server once the chart's NetworkPolicies are on.
+
+    The chart's api-server policy admits nobody unless `apiServer.networkPolicy.ingress.from`
+    names peers; task pods need the execution API, and the UI's ingress needs the pods too:
+    the ALB (target type ip) from inside the VPC, or the ingress controller's namespace.
+    """
+    peers: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": {"tier": "airflow", "release": RELEASE_NAME}}}
+    ]
+    if settings.airflow.ingress.enabled:
+        if settings.is_eks:
+            peers.append({"ipBlock": {"cidr": str(settings.network.cidr)}})
+        else:
+            peers.append(
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                    }
+                }
+            )
+    return peers
+
+
 def chart_values(inputs: ChartInputs) -> dict[str, Any]:
     """The chart's values for one stack."""
     s = inputs.settings
@@ -252,7 +430,7 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
     # The async engine's own URI (asyncpg), from the metadata Secret, on every Airflow
     # container; the sync one is the chart's `data.metadataSecretName` (`connection`).
     secret_env.append(mdb.async_connection_env(SECRETS.metadata))
-    component_resources = _resources(sizes["cpu"], sizes["memory"])
+    replicas = sizes.replicas
     repository, tag = split_image_ref(inputs.image_ref)
     image = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
     values: dict[str, Any] = {
@@ -272,14 +450,29 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
         "fernetKeySecretName": SECRETS.fernet_key,
         "apiSecretKeySecretName": SECRETS.api_secret_key,
         "jwtSecretName": SECRETS.jwt_secret,
+        # RuntimeDefault seccomp on every pod; the container contexts stay the chart's
+        # (no privilege escalation, all capabilities dropped).
+        "securityContexts": {"pod": airflow_pod_security_context()},
+        # The chart's ingress policies between its components; the egress side is
+        # components/network_policies.py.
+        "networkPolicies": {"enabled": True},
+        "statsd": {
+            "resources": sizes.statsd,
+            "securityContexts": {"pod": nobody_pod_security_context()},
+            "serviceAccount": {"automountServiceAccountToken": False},
+        },
         "pgbouncer": {
             "enabled": s.is_eks,
+            **_replicated(REPLICATED_SECTIONS["pgbouncer"], replicas),
+            "resources": sizes.pgbouncer,
+            "securityContexts": {"pod": nobody_pod_security_context()},
+            "serviceAccount": {"automountServiceAccountToken": False},
             "configSecretName": SECRETS.pgbouncer_config,
             "metricsExporterSidecar": {
                 "statsSecretName": SECRETS.pgbouncer_stats,
                 "statsSecretKey": mdb.STATS_SECRET_KEY,
+                "resources": sizes.pgbouncer_exporter,
             },
-            "replicas": sizes["replicas"],
             "podAnnotations": {CHECKSUM_ANNOTATION: inputs.pgbouncer_checksum},
             # The RDS CA bundle (a ConfigMap), so PgBouncer verifies the server (verify-full).
             **mdb.pgbouncer_ca_volumes(SECRETS.rds_ca),
@@ -294,41 +487,67 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
             "logging": logging_config(inputs.logs_bucket, s.airflow.logs.prefix, LOGS_CONN_ID),
             "kubernetes_executor": {"delete_worker_pods": "True"},
         },
-        "dags": {"gitSync": git_sync_values(s)},
+        "dags": {
+            "gitSync": {
+                **git_sync_values(s),
+                "resources": sizes.git_sync,
+                "securityContexts": {"container": git_sync_container_security_context()},
+            }
+        },
         "migrateDatabaseJob": {
             "enabled": True,
             "useHelmHooks": True,
             "ttlSecondsAfterFinished": 3600,
+            "resources": sizes.job,
+            "serviceAccount": {"automountServiceAccountToken": False},
         },
-        "createUserJob": admin_user_job(s),
+        "createUserJob": {
+            **admin_user_job(s),
+            "resources": sizes.job,
+            "serviceAccount": {"automountServiceAccountToken": False},
+        },
+        # Service-account tokens only in pods that call the Kubernetes API: the scheduler
+        # (launches task pods), task pods (KubernetesPodOperator, `platform_k8s_pod`) and the
+        # api-server (reads running task pods' logs: the chart binds it to its pod-log-reader
+        # Role). IRSA does not need the token: the EKS Pod Identity webhook projects its own
+        # `aws-iam-token` volume into pods whose ServiceAccount carries the role annotation.
         "scheduler": {
-            "replicas": sizes["replicas"],
+            **_replicated(REPLICATED_SECTIONS["scheduler"], replicas),
             "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["scheduler"], role),
-            "resources": component_resources,
+            "resources": sizes.airflow,
+            "logGroomerSidecar": {"resources": sizes.log_groomer},
         },
         "workers": {
             "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["workers"], role),
-            "resources": _resources(sizes["cpu"], sizes["worker_memory"]),
+            "resources": sizes.worker,
         },
         "triggerer": {
-            "replicas": sizes["replicas"],
-            "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["triggerer"], role),
-            "resources": component_resources,
+            **_replicated(REPLICATED_SECTIONS["triggerer"], replicas),
+            # Deferrable KubernetesPodOperator triggers would need the token back.
+            "serviceAccount": _service_account(
+                LOG_SERVICE_ACCOUNTS["triggerer"], role, automount_token=False
+            ),
+            "resources": sizes.airflow,
+            "logGroomerSidecar": {"resources": sizes.log_groomer},
             # The chart's default claims a 100Gi volume for trigger logs; they go to the
             # remote log store like every other log, so no volume is claimed at all.
             "persistence": {"enabled": False},
         },
         "dagProcessor": {
             "enabled": True,
-            "replicas": sizes["replicas"],
-            "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["dagProcessor"], role),
-            "resources": component_resources,
+            **_replicated(REPLICATED_SECTIONS["dagProcessor"], replicas),
+            "serviceAccount": _service_account(
+                LOG_SERVICE_ACCOUNTS["dagProcessor"], role, automount_token=False
+            ),
+            "resources": sizes.airflow,
+            "logGroomerSidecar": {"resources": sizes.log_groomer},
         },
         "apiServer": {
-            "replicas": sizes["replicas"],
+            **_replicated(REPLICATED_SECTIONS["apiServer"], replicas),
             "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["apiServer"], role),
             "service": {"type": "ClusterIP"},
-            "resources": component_resources,
+            "resources": sizes.airflow,
+            "networkPolicy": {"ingress": {"from": api_server_ingress_peers(s)}},
         },
         "ingress": ingress_values(s),
     }

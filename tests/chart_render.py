@@ -14,6 +14,7 @@ three times in all.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import urllib.parse
@@ -26,8 +27,9 @@ from typing import Any, NamedTuple
 import helm_python as helm
 import yaml
 
+from components.settings import RawConfig, Settings, parse_settings
 from tests.chart_support import CHART_DIR, release, values_of
-from tests.harness import ROOT_DIR, Run
+from tests.harness import PROJECT, ROOT_DIR, Run, stack_config
 
 CHART_NAME = "airflow"
 PINNED_VERSION = "1.22.0"
@@ -514,3 +516,74 @@ def render_run(run: Run) -> Rendered:
     rendered = render(values_of(run), str(inputs["namespace"]), str(inputs["name"]))
     _RUN_RENDERS[id(run)] = (run, rendered)
     return rendered
+
+
+# --------------------------------------------------------------------------- selectors
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, Any]) -> bool:
+    """Whether a LabelSelector selects an object with `labels` (Kubernetes docs, "Labels and
+    Selectors"): every `matchLabels` pair and every `matchExpressions` requirement (In, NotIn,
+    Exists, DoesNotExist) must hold; an empty selector selects everything, None nothing."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if key not in labels or str(labels[key]) != str(value):
+            return False
+    for req in selector.get("matchExpressions") or []:
+        key, op = req["key"], req["operator"]
+        values = {str(v) for v in req.get("values") or []}
+        present = key in labels
+        if op == "In" and not (present and str(labels[key]) in values):
+            return False
+        if op == "NotIn" and present and str(labels[key]) in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ValueError(f"unknown selector operator {op!r}")
+    return True
+
+
+def workload_replicas(workload: Mapping[str, Any]) -> int | None:
+    """`spec.replicas` of a Deployment or StatefulSet (1 when unset); None for other kinds."""
+    if workload.get("kind") not in ("Deployment", "StatefulSet"):
+        return None
+    replicas = (workload.get("spec") or {}).get("replicas")
+    return 1 if replicas is None else int(replicas)
+
+
+def token_automounted(rendered: Rendered, pod: Pod) -> bool:
+    """Whether Kubernetes mounts the pod's service-account token: the pod's own
+    `automountServiceAccountToken` wins, else its ServiceAccount's, else true (Kubernetes
+    docs, "Configure Service Accounts for Pods" > "Opt out of API credential automounting")."""
+    if "automountServiceAccountToken" in pod.spec:
+        return bool(pod.spec["automountServiceAccountToken"])
+    account = rendered.find("ServiceAccount", str(pod.spec.get("serviceAccountName") or "default"))
+    if account is not None and "automountServiceAccountToken" in account:
+        return bool(account["automountServiceAccountToken"])
+    return True
+
+
+def resource_gaps(container: Mapping[str, Any]) -> list[str]:
+    """Which of cpu request, memory request and memory limit a container lacks."""
+    resources = container.get("resources") or {}
+    requests = resources.get("requests") or {}
+    limits = resources.get("limits") or {}
+    gaps = [f"requests.{r}" for r in ("cpu", "memory") if not requests.get(r)]
+    if not limits.get("memory"):
+        gaps.append("limits.memory")
+    return gaps
+
+
+def stack_settings(stack: str) -> Settings:
+    """The settings the program parses for a stack file, as `run_stack` hands it the config
+    (`tests.harness.stack_config`: declared defaults, site values, test secrets)."""
+    config, secret = stack_config(stack)
+    prefix = f"{PROJECT}:"
+    values = {
+        k[len(prefix) :]: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()
+    }
+    return parse_settings(RawConfig(stack, values, frozenset(k[len(prefix) :] for k in secret)))

@@ -13,6 +13,7 @@ import pytest
 from components import chart_values as cv
 from components import metadata_db as mdb
 from components.settings import RawConfig, parse_settings
+from tests.chart_render import stack_settings
 from tests.chart_support import (
     chart_app_version,
     chart_version,
@@ -150,6 +151,10 @@ def test_every_log_service_account_carries_the_role_the_trust_names(
     assert sub_key == f"{run.one('eks:index:Cluster').outputs['oidcProviderUrl']}:sub"
 
 
+TOKEN_MOUNTED = {"scheduler": True, "workers": True, "apiServer": True}
+"""Log-writing sections whose pods call the Kubernetes API; the others get no token."""
+
+
 def test_local_service_accounts_are_named_but_not_annotated(stack_runs: dict[str, Run]) -> None:
     values = values_of(stack_runs["local"])
     for section, name in cv.LOG_SERVICE_ACCOUNTS.items():
@@ -157,6 +162,7 @@ def test_local_service_accounts_are_named_but_not_annotated(stack_runs: dict[str
             "create": True,
             "name": name,
             "annotations": {},
+            "automountServiceAccountToken": TOKEN_MOUNTED.get(section, False),
         }
 
 
@@ -394,6 +400,13 @@ def test_private_git_repo_credentials_by_secret_name(
     assert "TESTSECRET" not in json.dumps(values)
 
 
+REPLICATED_ONLY_DIFFERENCES = (
+    r"(scheduler|triggerer|dagProcessor|apiServer|pgbouncer)\.topologySpreadConstraints.*",
+)
+"""Spread constraints exist only where a component runs more than one replica (production);
+elsewhere the list is empty, so its leaves differ in shape. `test_hardening_follows_replicas`
+holds them (and the disruption budgets) to the replica count, not to the stack's name."""
+
 ALLOWED_DIFFERENCES = (
     r"images\.(airflow|pod_template)\.(repository|tag)",
     r"(airflowPodAnnotations|pgbouncer\.podAnnotations)\.airflow-platform/secrets-checksum",
@@ -401,6 +414,9 @@ ALLOWED_DIFFERENCES = (
     r"config\.logging\.remote_base_log_folder",
     r"(scheduler|triggerer|dagProcessor|apiServer|pgbouncer)\.replicas",
     r"(scheduler|workers|triggerer|dagProcessor|apiServer)\.resources\..*",
+    r"(migrateDatabaseJob|createUserJob)\.resources\..*",
+    r"(scheduler|triggerer|dagProcessor|apiServer|pgbouncer)\.podDisruptionBudget\.enabled",
+    *REPLICATED_ONLY_DIFFERENCES,
     r"pgbouncer\.enabled",
     r"dags\.gitSync\.(branch|ref|period)",
 )
@@ -436,8 +452,16 @@ def test_values_differ_between_stacks_only_in_addresses_sizes_and_names(
 
 def test_values_key_counts(stack_runs: dict[str, Run]) -> None:
     counts = {stack: len(leaves(values_of(stack_runs[stack]))) for stack in STACKS}
-    assert counts["integration"] == counts["production"]
-    print(f"\nkeys set in chart values per stack: {counts}")
+    shared = {
+        stack: sum(
+            1
+            for key in leaves(values_of(stack_runs[stack]))
+            if not any(re.fullmatch(p, key) for p in REPLICATED_ONLY_DIFFERENCES)
+        )
+        for stack in STACKS
+    }
+    assert shared["integration"] == shared["production"]
+    print(f"\nkeys set in chart values per stack: {counts} (without spread constraints: {shared})")
 
 
 def test_git_sync_is_one_setting_away_on_the_local_stack() -> None:
@@ -454,3 +478,59 @@ def test_git_sync_is_one_setting_away_on_the_local_stack() -> None:
     assert gs["enabled"] is True and gs["repo"].endswith("airflow-platform.git")
     assert gs["period"] == "30s"
     assert "volumes" not in values and "volumeMounts" not in values
+
+
+REPLICATED = ("scheduler", "apiServer", "triggerer", "dagProcessor", "pgbouncer")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_hardening_follows_replicas(stack_runs: dict[str, Run], stack: str) -> None:
+    """Disruption budgets and spread constraints follow the replica count, not the stack name:
+    on wherever a component runs two or more pods (production), off with one. Production runs
+    two of every long-running component, PgBouncer included."""
+    values = values_of(stack_runs[stack])
+    for section in REPLICATED:
+        replicas = values[section]["replicas"]
+        assert values[section]["podDisruptionBudget"] == {
+            "enabled": replicas > 1,
+            "config": {"maxUnavailable": 1},
+        }, section
+        assert bool(values[section]["topologySpreadConstraints"]) is (replicas > 1), section
+        if stack == "production":
+            assert replicas >= 2, section
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resources_value_requests_cpu_and_memory_and_limits_memory(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """Every `resources` the values set comes from `_sizes` and is complete (the rendered
+    containers are checked in test_rendered_chart.py)."""
+    found = {
+        path: value
+        for path, value in _walk(values_of(stack_runs[stack]))
+        if path.endswith(".resources")
+    }
+    assert len(found) >= 12, sorted(found)
+    for path, value in found.items():
+        assert set(value) == {"requests", "limits"}, path
+        assert set(value["requests"]) == {"cpu", "memory"}, path
+        assert set(value["limits"]) == {"memory"}, path
+
+
+def _walk(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    if not isinstance(value, dict):
+        return []
+    out = [(path, value)] if path else []
+    for key, item in value.items():
+        out += _walk(item, f"{path}.{key}" if path else key)
+    return out
+
+
+def test_sizes_are_the_only_sizing() -> None:
+    """The sidecars are the same everywhere; the Airflow containers grow with the stack."""
+    settings = {stack: stack_settings(stack) for stack in STACKS}
+    sizes = {stack: cv._sizes(s) for stack, s in settings.items()}
+    for side in ("git_sync", "log_groomer", "pgbouncer", "pgbouncer_exporter", "statsd"):
+        assert len({json.dumps(getattr(z, side), sort_keys=True) for z in sizes.values()}) == 1
+    assert sizes["production"].replicas == 2 and sizes["local"].replicas == 1
