@@ -15,9 +15,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import chart_values as cv
-from components import iam
+from components import iam, network_policies
 from components import metadata_db as mdb
-from components.naming import PART_OF, tags
+from components.aws_catalog import partition_of
+from components.naming import PART_OF, resource_prefix, tags
 from components.settings import Settings
 from components.stack_secrets import StackSecrets
 
@@ -153,6 +154,18 @@ class AirflowRelease(pulumi.ComponentResource):
             max_history=10,
             opts=pulumi.ResourceOptions(parent=self, depends_on=release_deps),
         )
+        # Egress policies beside the chart's ingress ones: what the platform's pods may reach.
+        # Independent of the release (the chart's pods only need them once they run).
+        for policy in network_policies.egress_policies(s, s.airflow.namespace):
+            meta = policy["metadata"]
+            np_metadata: Any = {**meta, "namespace": self.namespace}
+            np_spec: Any = policy["spec"]
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{meta['name'].removeprefix('airflow-platform-')}",
+                metadata=np_metadata,
+                spec=np_spec,
+                opts=self._child,
+            )
         self.ui_command = self.namespace.apply(cv.port_forward_command)
         self.ui_url = cv.ui_url(s)
         self.register_outputs(
@@ -402,19 +415,8 @@ class AirflowRelease(pulumi.ComponentResource):
             restrict_public_buckets=True,
             opts=self._child,
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-logs",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256"
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-            opts=self._child,
-        )
+        key_arn = self._task_log_key(s)
+        self._bucket_encryption(f"{name}-logs", bucket, key_arn)
         if logs.versioning:
             aws.s3.BucketVersioning(
                 f"{name}-logs",
@@ -450,6 +452,8 @@ class AirflowRelease(pulumi.ComponentResource):
             policy=bucket.bucket.apply(lambda b: json.dumps(iam.tls_only_bucket_policy(b))),
             opts=self._child,
         )
+        if logs.access_logging:
+            self._access_logging(s, bucket)
         trust = pulumi.Output.all(
             args.oidc_provider_arn, args.oidc_provider_url, self.namespace
         ).apply(
@@ -467,10 +471,132 @@ class AirflowRelease(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-task-logs",
             role=role.id,
-            policy=bucket.bucket.apply(lambda b: json.dumps(iam.task_logs_policy(b, logs.prefix))),
+            policy=pulumi.Output.all(bucket.bucket, key_arn).apply(
+                lambda a: json.dumps(iam.task_logs_policy(a[0], logs.prefix, a[1], s.region))
+            ),
             opts=self._child,
         )
         return bucket.bucket, role.arn
+
+    def _task_log_key(self, s: Settings) -> pulumi.Output[str] | None:
+        """The task-log bucket's customer-managed key, or None for SSE-S3."""
+        if not s.security.customer_managed_keys:
+            return None
+        partition = partition_of(s.region)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
+        key = aws.kms.Key(
+            f"{self._name}-logs",
+            description=f"{resource_prefix(s)}: task-log bucket",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=account.account_id.apply(
+                lambda a: json.dumps(iam.task_logs_key_policy(partition, a))
+            ),
+            tags=tags(s, f"{self._name}-logs"),
+            opts=self._child,
+        )
+        return key.arn
+
+    def _bucket_encryption(
+        self, name: str, bucket: aws.s3.Bucket, key_arn: pulumi.Output[str] | None
+    ) -> None:
+        """Default encryption: SSE-KMS with `key_arn` and an S3 Bucket Key, else SSE-S3."""
+        default_args = (
+            aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
+        )
+        by_default = default_args(
+            sse_algorithm="aws:kms" if key_arn is not None else "AES256",
+            kms_master_key_id=key_arn,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            name,
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=by_default,
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=self._child,
+        )
+
+    def _access_logging(self, s: Settings, source: aws.s3.Bucket) -> None:
+        """S3 server access logs of `source`, delivered to a bucket of their own.
+
+        Amazon S3 User Guide, "Logging requests with server access logging": the target is
+        another bucket in the same region and account, granted to `logging.s3.amazonaws.com`
+        by its bucket policy, and encrypted with SSE-S3 (S3 does not deliver server access
+        logs to a target whose default encryption is SSE-KMS).
+        """
+        name = f"{self._name}-access-logs"
+        logs = s.airflow.logs
+        target_name = iam.access_log_bucket_name(s.logs_bucket)
+        prefix = f"{s.logs_bucket}/"
+        partition = partition_of(s.region)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
+        target = aws.s3.Bucket(
+            name,
+            bucket=target_name,
+            force_destroy=not s.is_production,
+            tags=tags(s, name),
+            opts=self._child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            name,
+            bucket=target.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._child,
+        )
+        self._bucket_encryption(name, target, None)
+        if logs.versioning:
+            aws.s3.BucketVersioning(
+                name,
+                bucket=target.id,
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                    status="Enabled"
+                ),
+                opts=self._child,
+            )
+        aws.s3.BucketLifecycleConfiguration(
+            name,
+            bucket=target.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-access-logs",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=logs.retention_days
+                    ),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=30
+                    ),
+                )
+            ],
+            opts=self._child,
+        )
+        policy = aws.s3.BucketPolicy(
+            name,
+            bucket=target.id,
+            policy=pulumi.Output.all(target.bucket, source.bucket, account.account_id).apply(
+                lambda a: json.dumps(
+                    iam.access_log_bucket_policy(a[0], prefix, a[1], partition, a[2])
+                )
+            ),
+            opts=self._child,
+        )
+        # The target's name, once its policy lets S3 deliver there (a data dependency on both).
+        target_bucket = pulumi.Output.all(target.bucket, policy.id).apply(lambda a: str(a[0]))
+        aws.s3.BucketLogging(
+            f"{self._name}-logs",
+            bucket=source.id,
+            target_bucket=target_bucket,
+            target_prefix=prefix,
+            opts=self._child,
+        )
 
     def _in_cluster_log_store(
         self, args: AirflowReleaseArgs

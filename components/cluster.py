@@ -12,7 +12,7 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from components.aws_catalog import partition_of
-from components.iam import service_assume_role_policy
+from components.iam import eks_secrets_key_policy, service_assume_role_policy
 from components.naming import resource_prefix, tags
 from components.settings import Settings
 
@@ -123,11 +123,18 @@ class Cluster(pulumi.ComponentResource):
         if args.vpc_id is None or args.private_subnet_ids is None or args.public_subnet_ids is None:
             raise ValueError("an EKS cluster needs vpc_id and the subnet ids")
         child = pulumi.ResourceOptions(parent=self)
+        # An explicit key policy (the account; EKS uses the key through the grant the
+        # cluster's creator makes): see `iam.eks_secrets_key_policy`.
+        partition = partition_of(s.region)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
         key = aws.kms.Key(
             f"{name}-secrets",
             description=f"{resource_prefix(s)}: EKS secrets envelope encryption",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            policy=account.account_id.apply(
+                lambda a: json.dumps(eks_secrets_key_policy(partition, a))
+            ),
             tags=tags(s, f"{name}-secrets"),
             opts=child,
         )

@@ -1,9 +1,13 @@
-"""IAM and bucket policy documents for task logs (pure functions)."""
+"""IAM, bucket and KMS key policy documents (pure functions)."""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Sequence
 from typing import Any
+
+import botocore.loaders
 
 Document = dict[str, Any]
 
@@ -55,8 +59,16 @@ def irsa_trust_policy(
     }
 
 
-def task_logs_policy(bucket: str, prefix: str) -> Document:
-    """Least privilege for Airflow's S3 task handler: objects under the prefix, and listing it."""
+def task_logs_policy(
+    bucket: str, prefix: str, kms_key_arn: str | None = None, region: str | None = None
+) -> Document:
+    """Least privilege for Airflow's S3 task handler: objects under the prefix, and listing it.
+
+    With `kms_key_arn` (the bucket's SSE-KMS key), also kms:GenerateDataKey and kms:Decrypt
+    on that key, only when S3 calls KMS for the role (`kms:ViaService` s3.<region>): Amazon
+    S3 User Guide, "Using server-side encryption with AWS KMS keys (SSE-KMS)", and AWS KMS
+    Developer Guide, "kms:ViaService".
+    """
     prefix = prefix.strip("/")
     objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
     listing: Document = {
@@ -77,7 +89,21 @@ def task_logs_policy(bucket: str, prefix: str) -> Document:
                 "Resource": objects,
             },
             listing,
+            *([task_logs_key_statement(kms_key_arn, region)] if kms_key_arn else []),
         ],
+    }
+
+
+def task_logs_key_statement(kms_key_arn: str, region: str | None) -> Document:
+    """The task-log role's use of the bucket key: through S3 only."""
+    if not region:
+        raise ValueError("the key statement needs the bucket's region (kms:ViaService)")
+    return {
+        "Sid": "UseTaskLogKeyThroughS3",
+        "Effect": "Allow",
+        "Action": S3_OBJECT_KEY_ACTIONS,
+        "Resource": kms_key_arn,
+        "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.{dns_suffix(region)}"}},
     }
 
 
@@ -96,3 +122,156 @@ def tls_only_bucket_policy(bucket: str) -> Document:
             }
         ],
     }
+
+
+# --- KMS key policies ------------------------------------------------------------------------
+
+KEY_POLICY_ROOT_SID = "EnableIamPolicies"
+LOGS_KEY_ACTIONS = [
+    "kms:Encrypt*",
+    "kms:Decrypt*",
+    "kms:ReEncrypt*",
+    "kms:GenerateDataKey*",
+    "kms:Describe*",
+]
+"""What CloudWatch Logs needs on a log group's key (CloudWatch Logs User Guide, "Encrypt log
+data in CloudWatch Logs using AWS Key Management Service", step 2: the key policy)."""
+S3_OBJECT_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
+"""What a principal needs to write and read SSE-KMS objects (Amazon S3 User Guide,
+"Using server-side encryption with AWS KMS keys (SSE-KMS)", permissions)."""
+
+
+@functools.cache
+def dns_suffix(region: str) -> str:
+    """The DNS suffix of `region`'s partition (amazonaws.com, amazonaws.com.cn, ...).
+
+    Service principals and `kms:ViaService` values are spelt with it. Read from
+    botocore's `endpoints.json`, the same data the region check uses.
+    """
+    for partition in botocore.loaders.Loader().load_data("endpoints")["partitions"]:
+        if region in partition["regions"]:
+            return str(partition["dnsSuffix"])
+    raise ValueError(f"{region!r} is in no partition botocore knows")
+
+
+def account_root(partition: str, account_id: str) -> str:
+    return f"arn:{partition}:iam::{account_id}:root"
+
+
+def _key_policy(partition: str, account_id: str, *service: Document) -> Document:
+    """The account's own statement first, then exactly the given service statements.
+
+    The account statement is the one AWS puts in every default key policy (AWS KMS
+    Developer Guide, "Default key policy": "Allows access to the AWS account and enables
+    IAM policies"). It keeps the key manageable (without it the key can become
+    unmanageable and only AWS Support can recover it) and lets IAM policies in the
+    account grant the use of the key; it gives no principal outside the account anything.
+    """
+    if not re.fullmatch(r"\d{12}", account_id):
+        raise ValueError(f"{account_id!r} is not an AWS account id")
+    root: Document = {
+        "Sid": KEY_POLICY_ROOT_SID,
+        "Effect": "Allow",
+        "Principal": {"AWS": account_root(partition, account_id)},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    return {"Version": "2012-10-17", "Statement": [root, *service]}
+
+
+def log_group_arn(partition: str, region: str, account_id: str, name: str) -> str:
+    return f"arn:{partition}:logs:{region}:{account_id}:log-group:{name}"
+
+
+def flow_logs_key_policy(partition: str, region: str, account_id: str, log_group: str) -> Document:
+    """The flow-log group's key: the account, and CloudWatch Logs for that one log group.
+
+    CloudWatch Logs User Guide, "Encrypt log data in CloudWatch Logs using AWS KMS", key
+    policy: the regional service principal `logs.<region>.amazonaws.com` gets the
+    encrypt/decrypt family, conditioned on `kms:EncryptionContext:aws:logs:arn` naming
+    the log group, so the key serves no other log group.
+    """
+    logs: Document = {
+        "Sid": "CloudWatchLogsForTheFlowLogGroup",
+        "Effect": "Allow",
+        "Principal": {"Service": f"logs.{region}.{dns_suffix(region)}"},
+        "Action": LOGS_KEY_ACTIONS,
+        "Resource": "*",
+        "Condition": {
+            "ArnEquals": {
+                "kms:EncryptionContext:aws:logs:arn": log_group_arn(
+                    partition, region, account_id, log_group
+                )
+            }
+        },
+    }
+    return _key_policy(partition, account_id, logs)
+
+
+def eks_secrets_key_policy(partition: str, account_id: str) -> Document:
+    """The EKS secrets key: the account only.
+
+    EKS needs no statement of its own. The principal that creates the cluster calls
+    kms:DescribeKey and kms:CreateGrant (Amazon EKS User Guide, "Encrypt Kubernetes
+    secrets with KMS on existing clusters": the principal needs both on the key), and EKS
+    uses the key through that grant. Both are granted by the deployer's IAM policy, which
+    the account statement makes effective.
+    """
+    return _key_policy(partition, account_id)
+
+
+def ecr_key_policy(partition: str, account_id: str) -> Document:
+    """The ECR repository's key: the account only.
+
+    Amazon ECR User Guide, "Encryption at rest": ECR calls kms:DescribeKey and creates
+    grants on the key on behalf of the principal that creates the repository, and uses
+    the key only through those grants (the repository is the grantee); that principal
+    needs kms:CreateGrant, kms:RetireGrant and kms:DescribeKey through IAM, which the
+    account statement makes effective. Pushing and pulling need no KMS permission.
+    """
+    return _key_policy(partition, account_id)
+
+
+def task_logs_key_policy(partition: str, account_id: str) -> Document:
+    """The task-log bucket's key: the account only.
+
+    S3 encrypts with the requester's own permissions (Amazon S3 User Guide, "Using
+    SSE-KMS": the requester needs kms:GenerateDataKey and kms:Decrypt), so the task-log
+    role's policy (`task_logs_policy` with a key) carries them, limited to S3 by
+    `kms:ViaService`. No service principal needs the key.
+    """
+    return _key_policy(partition, account_id)
+
+
+# --- S3 server access logging ----------------------------------------------------------------
+
+
+def access_log_bucket_policy(
+    target_bucket: str, target_prefix: str, source_bucket: str, partition: str, account_id: str
+) -> Document:
+    """The access-log bucket: TLS only, and S3's log delivery for the source bucket only.
+
+    Amazon S3 User Guide, "Enabling Amazon S3 server access logging", permissions for log
+    delivery: the `logging.s3.amazonaws.com` service principal gets s3:PutObject under the
+    target prefix, with `aws:SourceArn` (the source bucket) and `aws:SourceAccount`
+    conditions so no other bucket or account can deliver into it.
+    """
+    deliver: Document = {
+        "Sid": "S3ServerAccessLogsPolicy",
+        "Effect": "Allow",
+        "Principal": {"Service": "logging.s3.amazonaws.com"},
+        "Action": "s3:PutObject",
+        "Resource": f"arn:{partition}:s3:::{target_bucket}/{target_prefix}*",
+        "Condition": {
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:s3:::{source_bucket}"},
+            "StringEquals": {"aws:SourceAccount": account_id},
+        },
+    }
+    tls = tls_only_bucket_policy(target_bucket)
+    return {"Version": "2012-10-17", "Statement": [*tls["Statement"], deliver]}
+
+
+def access_log_bucket_name(source_bucket: str) -> str:
+    """`<source>-access-logs`, shortened to S3's 63 characters where needed."""
+    suffix = "-access-logs"
+    return source_bucket[: 63 - len(suffix)].rstrip(".-") + suffix

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import service_assume_role_policy
-from components.naming import tags
+from components.aws_catalog import partition_of
+from components.iam import flow_logs_key_policy, service_assume_role_policy
+from components.naming import resource_prefix, tags
 from components.settings import Settings
 
 FLOW_LOG_ASSUME = json.dumps(service_assume_role_policy("vpc-flow-logs.amazonaws.com"))
@@ -22,6 +23,11 @@ def subnet_cidrs(cidr: ipaddress.IPv4Network, az_count: int) -> tuple[list[str],
     public = [str(b) for b in blocks[:az_count]]
     private = [str(b) for b in blocks[8 : 8 + az_count]]
     return public, private
+
+
+def flow_log_group_name(settings: Settings) -> str:
+    """A fixed name, so the key policy can name the log group before it exists."""
+    return f"/aws/vpc-flow-logs/{resource_prefix(settings)}"
 
 
 def flow_log_policy(log_group_arn: str) -> str:
@@ -148,9 +154,12 @@ class Network(pulumi.ComponentResource):
             )
             private_ids.append(private.id)
 
+        log_group_name = flow_log_group_name(s)
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
+            name=log_group_name,
             retention_in_days=net.flow_logs_retention_days,
+            kms_key_id=self._flow_log_key(name, s, log_group_name),
             tags=tags(s, f"{name}-flow-logs"),
             opts=child,
         )
@@ -187,3 +196,30 @@ class Network(pulumi.ComponentResource):
                 "private_subnet_ids": self.private_subnet_ids,
             }
         )
+
+    def _flow_log_key(
+        self, name: str, s: Settings, log_group_name: str
+    ) -> pulumi.Output[str] | None:
+        """The flow-log group's customer-managed key, or None for CloudWatch's own encryption.
+
+        The key policy names the log group, which must exist only after the key: CloudWatch
+        Logs checks the key policy when the group is created with the key (CloudWatch Logs
+        User Guide, "Encrypt log data in CloudWatch Logs using AWS KMS").
+        """
+        if not s.security.customer_managed_keys:
+            return None
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
+        partition = partition_of(s.region)
+        policy = account.account_id.apply(
+            lambda a: json.dumps(flow_logs_key_policy(partition, s.region, a, log_group_name))
+        )
+        key = aws.kms.Key(
+            f"{name}-flow-logs",
+            description=f"{resource_prefix(s)}: VPC flow log group",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=policy,
+            tags=tags(s, f"{name}-flow-logs"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return key.arn

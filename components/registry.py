@@ -11,6 +11,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from components.aws_catalog import partition_of
+from components.iam import ecr_key_policy
 from components.naming import content_tag, resource_prefix, tags
 from components.settings import Settings
 
@@ -116,9 +118,7 @@ class Registry(pulumi.ComponentResource):
                     scan_on_push=True
                 ),
                 image_tag_mutability="IMMUTABLE" if s.registry.immutable_tags else "MUTABLE",
-                encryption_configurations=[
-                    aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
-                ],
+                encryption_configurations=[self._encryption(name, s)],
                 force_delete=not s.is_production,
                 tags=tags(s, f"{name}-repo"),
                 opts=child,
@@ -161,3 +161,24 @@ class Registry(pulumi.ComponentResource):
         self.register_outputs(
             {"repository": self.repository, "tag": self.tag, "image_ref": self.image_ref}
         )
+
+    def _encryption(self, name: str, s: Settings) -> aws.ecr.RepositoryEncryptionConfigurationArgs:
+        """AES256 (S3-managed), or KMS with a customer-managed key of the repository's own.
+
+        ECR fixes a repository's encryption when it is created (Amazon ECR User Guide,
+        "Encryption at rest"): changing it replaces the repository.
+        """
+        if not s.security.customer_managed_keys:
+            return aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
+        partition = partition_of(s.region)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
+        key = aws.kms.Key(
+            f"{name}-ecr",
+            description=f"{resource_prefix(s)}: ECR repository images",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=account.account_id.apply(lambda a: json.dumps(ecr_key_policy(partition, a))),
+            tags=tags(s, f"{name}-ecr"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=key.arn)

@@ -327,6 +327,10 @@ class LogsSettings(_Model):
     prefix: str = Field(default="task-logs", description="Key prefix of task logs in the bucket.")
     retention_days: int = Field(default=90, ge=1, le=3650, description="Days task logs are kept.")
     versioning: bool = Field(default=False, description="Bucket versioning (eks).")
+    access_logging: bool = Field(
+        default=False,
+        description="S3 server access logging of the bucket into a separate bucket (eks).",
+    )
 
     @field_validator("bucket")
     @classmethod
@@ -343,6 +347,18 @@ class LogsSettings(_Model):
                 f"{v!r} must be a relative key prefix of letters, digits, '_', '-', '.', '/'"
             )
         return v
+
+
+class SecuritySettings(_Model):
+    """Encryption choices (eks only)."""
+
+    customer_managed_keys: bool = Field(
+        default=False,
+        description=(
+            "Customer-managed KMS keys for the flow-log group, the task-log bucket and ECR"
+            " instead of AWS-managed encryption (eks)."
+        ),
+    )
 
 
 class IngressSettings(_Model):
@@ -441,6 +457,9 @@ class Settings(_Model):
     airflow: AirflowSettings = Field(
         default_factory=AirflowSettings, description="Airflow release."
     )
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings, description="Encryption (eks)."
+    )
     git_sync_known_hosts: str = Field(default="", description="known_hosts for an ssh repo.")
     secrets_set: frozenset[str] = Field(
         default=frozenset(), exclude=True, description="Secret keys present."
@@ -505,6 +524,8 @@ EKS_ONLY: tuple[str, ...] = (
     "cluster.namespaceAdminArns",
     "database.protect",
     "airflow.logs.versioning",
+    "airflow.logs.accessLogging",
+    "security",
 )
 MINIKUBE_ONLY: tuple[str, ...] = (
     "cluster.kubeContext",
@@ -519,7 +540,7 @@ def _defaults(target: Target, environment: str) -> dict[str, Any]:
         return {"airflow": {"dagsSource": "hostPath", "dagsHostPath": DEFAULT_DAGS_HOST_PATH}}
     if environment == "production":
         return {
-            "network": {"azCount": 3, "natPerAz": True},
+            "network": {"azCount": 3, "natPerAz": True, "flowLogsRetentionDays": 365},
             "database": {
                 "instanceClass": "db.m6g.large",
                 "multiAz": True,
@@ -534,7 +555,8 @@ def _defaults(target: Target, environment: str) -> dict[str, Any]:
                 "maxNodes": 6,
                 "instanceTypes": ["m6i.large"],
             },
-            "airflow": {"logs": {"versioning": True, "retentionDays": 365}},
+            "airflow": {"logs": {"versioning": True, "retentionDays": 365, "accessLogging": True}},
+            "security": {"customerManagedKeys": True},
         }
     return {
         "network": {"azCount": 2, "natPerAz": False},
@@ -905,6 +927,12 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
             p.append(("airflow.ingress.internal", "production's UI ingress must be internal"))
         if not d.protect:
             p.append(("database.protect", "must be true in production"))
+        if s.network.flow_logs_retention_days < 365:
+            p.append(("network.flowLogsRetentionDays", "must be at least 365 in production"))
+        if not s.security.customer_managed_keys:
+            p.append(("security.customerManagedKeys", "must be true in production"))
+        if not s.airflow.logs.access_logging:
+            p.append(("airflow.logs.accessLogging", "must be true in production"))
     return p
 
 

@@ -199,6 +199,46 @@ CASES: list[Case] = [
         {"database.backupRetentionDays"},
     ),
     ("prod two azs", "production", {"network.azCount": 2}, {}, (), {"network.azCount"}),
+    (
+        "prod flow logs kept 30 days",
+        "production",
+        {"network.flowLogsRetentionDays": 30},
+        {},
+        (),
+        {"network.flowLogsRetentionDays"},
+    ),
+    (
+        "prod without customer-managed keys",
+        "production",
+        {"security.customerManagedKeys": False},
+        {},
+        (),
+        {"security.customerManagedKeys"},
+    ),
+    (
+        "prod task-log bucket without access logging",
+        "production",
+        {"airflow.logs.accessLogging": False},
+        {},
+        (),
+        {"airflow.logs.accessLogging"},
+    ),
+    (
+        "minikube sets kms keys",
+        "local",
+        {"security.customerManagedKeys": True},
+        {},
+        (),
+        {"security"},
+    ),
+    (
+        "minikube sets access logging",
+        "local",
+        {"airflow.logs.accessLogging": True},
+        {},
+        (),
+        {"airflow.logs.accessLogging"},
+    ),
     ("cidr prefix 33", "integration", {"network.cidr": "10.0.0.0/33"}, {}, (), {"network.cidr"}),
     ("cidr public range", "integration", {"network.cidr": "8.8.0.0/16"}, {}, (), {"network.cidr"}),
     ("cidr too small", "integration", {"network.cidr": "10.0.0.0/24"}, {}, (), {"network.cidr"}),
@@ -458,6 +498,12 @@ def test_defaults_follow_the_per_stack_matrix() -> None:
     assert prod.database.protect and integ.database.protect
     assert prod.cluster.version == integ.cluster.version == EKS_DEFAULT_VERSION
     assert prod.airflow.logs.versioning and not integ.airflow.logs.versioning
+    assert prod.airflow.logs.access_logging and not integ.airflow.logs.access_logging
+    assert prod.security.customer_managed_keys and not integ.security.customer_managed_keys
+    assert (prod.network.flow_logs_retention_days, integ.network.flow_logs_retention_days) == (
+        365,
+        30,
+    )
     assert local.target is Target.MINIKUBE and local.cluster.kube_context == "minikube"
     assert local.airflow.dags_source == "hostPath"
     assert local.airflow.dags_host_path == DEFAULT_DAGS_HOST_PATH
@@ -501,3 +547,22 @@ def test_production_public_endpoint_with_an_allow_list() -> None:
     assert s.cluster.endpoint_public_access and [str(c) for c in s.cluster.public_access_cidrs] == [
         "84.17.32.0/24"
     ]
+
+
+def test_integration_may_turn_on_the_production_hardening() -> None:
+    s = parse_settings(
+        raw(
+            "integration",
+            target="eks",
+            **{
+                "aws.region": "eu-west-1",
+                "cluster.publicAccessCidrs": '["84.17.32.0/24"]',
+                "airflow.gitSync.repo": "https://example.com/dags.git",
+                "security.customerManagedKeys": "true",
+                "airflow.logs.accessLogging": "true",
+                "network.flowLogsRetentionDays": "365",
+            },
+        )
+    )
+    assert s.security.customer_managed_keys and s.airflow.logs.access_logging
+    assert s.network.flow_logs_retention_days == 365

@@ -113,7 +113,8 @@ def test_registry_and_cluster_per_stack(
     assert sorted(eks.inputs["enabledClusterLogTypes"]) == sorted(
         ["api", "audit", "authenticator", "controllerManager", "scheduler"]
     )
-    assert eks.inputs["encryptionConfigKeyArn"] == run.one("aws:kms/key:Key").outputs["arn"]
+    [secrets_key] = [k for k in run.of_type("aws:kms/key:Key") if k.name == "cluster-secrets"]
+    assert eks.inputs["encryptionConfigKeyArn"] == secrets_key.outputs["arn"]
     nodes = run.one("eks:index:ManagedNodeGroup")
     assert nodes.inputs["capacityType"] == capacity
     assert "remoteAccess" not in nodes.inputs
