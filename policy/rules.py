@@ -257,6 +257,18 @@ def _ingress_rules(res: Res) -> list[tuple[Mapping[str, Any], str, list[Any]]]:
     return []
 
 
+def nodes_on_demand(res: Res) -> list[str]:
+    """Production nodes are on-demand: spot capacity can be reclaimed with two minutes' notice
+    (Amazon EC2 User Guide, "Spot Instance interruptions"; Amazon EKS User Guide, "Managed
+    node groups", capacity types)."""
+    if res.type not in NODE_GROUPS or not is_production(res):
+        return []
+    capacity = res.props.get("capacityType")
+    if known(capacity) and str(capacity).upper() == "SPOT":
+        return [f"{res.label}: production node group on SPOT capacity"]
+    return []
+
+
 def nodes_no_ssh_from_anywhere(res: Res) -> list[str]:
     if res.type in NODE_GROUPS:
         remote = res.props.get("remoteAccess")
@@ -471,6 +483,179 @@ def s3_versioning(resources: Sequence[Res]) -> list[tuple[Res, str]]:
     return out
 
 
+BUCKET_LOGGINGS = (
+    "aws:s3/bucketLogging:BucketLogging",
+    "aws:s3/bucketLoggingV2:BucketLoggingV2",
+)
+KMS_SSE = ("aws:kms", "aws:kms:dsse")
+
+
+def customer_managed(key: Any) -> bool:
+    """Whether a key reference names a customer-managed key (UNKNOWN: cannot tell, so yes).
+
+    AWS-managed keys are reached through the reserved `alias/aws/<service>` aliases (AWS KMS
+    Developer Guide, "AWS managed keys"); an empty reference means the service's default.
+    """
+    if key == UNKNOWN:
+        return True
+    return isinstance(key, str) and bool(key) and "alias/aws/" not in key
+
+
+def access_log_targets(resources: Sequence[Res]) -> list[Res]:
+    """Buckets that receive another bucket's server access logs."""
+    loggings = of_type(resources, *BUCKET_LOGGINGS)
+    return [
+        b
+        for b in of_type(resources, *BUCKETS)
+        if any(refers_to(lg, "targetBucket", b) for lg in loggings)
+    ]
+
+
+def _sse_rules(resources: Sequence[Res], bucket: Res) -> list[tuple[Res, list[Any]]]:
+    """(resource, rules) for each default-encryption setting of `bucket`."""
+    found: list[tuple[Res, list[Any]]] = []
+    inline = get(bucket.props, "serverSideEncryptionConfiguration.rule")
+    if inline:
+        found.append((bucket, as_list(inline)))
+    found += [
+        (c, as_list(c.props.get("rules"))) for c in _for_bucket(resources, SSE_CONFIGS, bucket)
+    ]
+    return found
+
+
+def _kms_rule(rule: Any) -> bool:
+    by_default = get(rule, "applyServerSideEncryptionByDefault")
+    return get(by_default, "sseAlgorithm") in KMS_SSE and customer_managed(
+        get(by_default, "kmsMasterKeyId")
+    )
+
+
+def s3_cmk_encrypted(resources: Sequence[Res]) -> list[tuple[Res, str]]:
+    """Production buckets default to SSE-KMS with a customer-managed key (Amazon S3 User Guide,
+    "Using server-side encryption with AWS KMS keys (SSE-KMS)"). Access-log targets are
+    exempt: S3 delivers server access logs only to SSE-S3 buckets. A bucket with no default
+    encryption at all is `s3-encryption`'s to report."""
+    out: list[tuple[Res, str]] = []
+    targets = {t.urn for t in access_log_targets(resources)}
+    for b in of_type(resources, *BUCKETS):
+        if not is_production(b) or b.urn in targets:
+            continue
+        for holder, rules in _sse_rules(resources, b):
+            if _sse_ok(rules) and not any(_kms_rule(r) for r in rules):
+                out.append(
+                    (
+                        holder,
+                        f"{holder.label}: production bucket {b.name} is not encrypted with a"
+                        " customer-managed KMS key (SSE-KMS with kmsMasterKeyId)",
+                    )
+                )
+    return out
+
+
+def s3_access_logging(resources: Sequence[Res]) -> list[tuple[Res, str]]:
+    """Production buckets log requests with S3 server access logging into another bucket, whose
+    default encryption is SSE-S3 (Amazon S3 User Guide, "Logging requests with server access
+    logging": a target encrypted with SSE-KMS receives no logs, and a bucket logging into
+    itself logs its own log deliveries)."""
+    out: list[tuple[Res, str]] = []
+    loggings = of_type(resources, *BUCKET_LOGGINGS)
+    targets = access_log_targets(resources)
+    target_urns = {t.urn for t in targets}
+    for b in of_type(resources, *BUCKETS):
+        mine = [lg for lg in loggings if refers_to(lg, "bucket", b)]
+        for lg in mine:
+            if refers_to(lg, "targetBucket", b):
+                out.append((lg, f"{lg.label}: bucket {b.name} delivers access logs into itself"))
+        inline = as_list(b.props.get("loggings")) + as_list(b.props.get("logging"))
+        if is_production(b) and b.urn not in target_urns and not mine and not inline:
+            out.append((b, f"{b.label}: production bucket without server access logging"))
+    for t in targets:
+        for holder, rules in _sse_rules(resources, t):
+            if any(
+                get(r, "applyServerSideEncryptionByDefault.sseAlgorithm") in KMS_SSE for r in rules
+            ):
+                out.append(
+                    (
+                        holder,
+                        f"{holder.label}: bucket {t.name} receives server access logs but"
+                        " defaults to SSE-KMS; S3 delivers them only to SSE-S3 (AES256) buckets",
+                    )
+                )
+    return out
+
+
+# --- KMS and CloudWatch Logs ---------------------------------------------------------------
+
+KMS_KEY = "aws:kms/key:Key"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ACCOUNT_ROOT = re.compile(r"^(arn:aws[a-z-]*:iam::\d{12}:root|\d{12})$")
+
+
+def _principal_values(stmt: Mapping[str, Any], kind: str) -> list[str]:
+    principal = stmt.get("Principal")
+    if principal == "*":
+        return ["*"] if kind == "AWS" else []
+    return [str(p) for p in as_list(get(principal, kind))]
+
+
+def _manages_key(stmt: Mapping[str, Any]) -> bool:
+    if stmt.get("Effect") != "Allow" or "Condition" in stmt:
+        return False
+    if not any(ACCOUNT_ROOT.match(p) for p in _principal_values(stmt, "AWS")):
+        return False
+    return bool({"kms:*", "kms:PutKeyPolicy"} & set(map(str, as_list(stmt.get("Action")))))
+
+
+def kms_key_policy(res: Res) -> list[str]:
+    """Every KMS key has an explicit key policy that keeps it manageable and opens it to no
+    one unconditionally.
+
+    AWS KMS Developer Guide, "Key policies in AWS KMS" and "Default key policy": the
+    statement for the account (its root) keeps the key from becoming unmanageable and lets
+    IAM policies grant its use; a service principal gets the key only under conditions
+    that tie it to this account's resources (e.g. CloudWatch Logs with
+    `kms:EncryptionContext:aws:logs:arn`).
+    """
+    if res.type != KMS_KEY:
+        return []
+    raw = res.props.get("policy")
+    if raw == UNKNOWN:
+        return []
+    if not raw:
+        return [
+            f"{res.label}: no explicit key policy (AWS applies a default the program does not"
+            " state)"
+        ]
+    doc = json_doc(raw)
+    if not isinstance(doc, Mapping):
+        return [f"{res.label}: key policy is not valid JSON"]
+    out: list[str] = []
+    stmts = statements(doc)
+    if not any(_manages_key(st) for st in stmts):
+        out.append(
+            f"{res.label}: no unconditional statement for the account root (kms:* or"
+            " kms:PutKeyPolicy); the key can become unmanageable"
+        )
+    for st in stmts:
+        if st.get("Effect") != "Allow" or st.get("Condition"):
+            continue
+        if "*" in _principal_values(st, "AWS"):
+            out.append(f"{res.label}: key policy allows any principal without a condition")
+        for service in _principal_values(st, "Service"):
+            out.append(f"{res.label}: key policy allows {service} without a condition")
+    return out
+
+
+def logs_cmk_encrypted(res: Res) -> list[str]:
+    """Production log groups are encrypted with a customer-managed key (CloudWatch Logs User
+    Guide, "Encrypt log data in CloudWatch Logs using AWS Key Management Service")."""
+    if res.type != LOG_GROUP or not is_production(res) or made_by_eks_component(res):
+        return []
+    if not customer_managed(res.props.get("kmsKeyId")):
+        return [f"{res.label}: production log group without a customer-managed kmsKeyId"]
+    return []
+
+
 # --- ECR -----------------------------------------------------------------------------------
 
 ECR_REPO = "aws:ecr/repository:Repository"
@@ -489,6 +674,21 @@ def ecr_immutable_tags(res: Res) -> list[str]:
     if not str(res.props.get("imageTagMutability", "MUTABLE")).startswith("IMMUTABLE"):
         return [f"{res.label}: production repository with mutable tags"]
     return []
+
+
+def ecr_cmk_encrypted(res: Res) -> list[str]:
+    """Production repositories are encrypted with a customer-managed KMS key (Amazon ECR User
+    Guide, "Encryption at rest": encryptionType KMS with a kmsKey; without one ECR uses the
+    AWS managed key aws/ecr)."""
+    if res.type != ECR_REPO or not is_production(res):
+        return []
+    configs = [c for c in as_list(res.props.get("encryptionConfigurations")) if c]
+    if any(
+        str(get(c, "encryptionType")).startswith("KMS") and customer_managed(get(c, "kmsKey"))
+        for c in configs
+    ):
+        return []
+    return [f"{res.label}: production repository not encrypted with a customer-managed KMS key"]
 
 
 def ecr_lifecycle_policy(resources: Sequence[Res]) -> list[tuple[Res, str]]:
@@ -708,6 +908,105 @@ def ui_not_public(res: Res) -> list[str]:
     return out
 
 
+def production_stack(resources: Sequence[Res]) -> bool:
+    """A stack is production when its AWS resources are tagged so (releases carry no tags)."""
+    return any(is_production(r) for r in resources)
+
+
+PDB_COMPONENTS = ("scheduler", "apiServer", "triggerer", "dagProcessor", "pgbouncer")
+OFF_BY_DEFAULT = frozenset({"pgbouncer"})
+"""Chart components that run only when `<component>.enabled` is true (chart 1.22 defaults)."""
+
+
+def _component_on(values: Mapping[str, Any], component: str) -> bool:
+    enabled = get(values, f"{component}.enabled")
+    if component in OFF_BY_DEFAULT:
+        return enabled is True
+    return enabled is not False
+
+
+def chart_pdbs(resources: Sequence[Res]) -> list[tuple[Res, str]]:
+    """On production, every component the chart runs with more than one replica has a
+    PodDisruptionBudget (Kubernetes docs, "Specifying a Disruption Budget for your
+    Application"; the chart leaves `<component>.podDisruptionBudget.enabled` off), so a node
+    drain or upgrade never takes all replicas at once."""
+    if not production_stack(resources):
+        return []
+    out: list[tuple[Res, str]] = []
+    for rel in resources:
+        values = airflow_values(rel)
+        if values is None:
+            continue
+        for component in PDB_COMPONENTS:
+            replicas = get(values, f"{component}.replicas")
+            if not _component_on(values, component) or not isinstance(replicas, int | float):
+                continue
+            if replicas > 1 and get(values, f"{component}.podDisruptionBudget.enabled") is not True:
+                out.append(
+                    (
+                        rel,
+                        f"{rel.label}: values.{component} runs {int(replicas)} replicas without"
+                        " podDisruptionBudget.enabled",
+                    )
+                )
+    return out
+
+
+AWS_LOAD_BALANCERS = (
+    "aws:lb/loadBalancer:LoadBalancer",
+    "aws:alb/loadBalancer:LoadBalancer",
+    "aws:elb/loadBalancer:LoadBalancer",
+)
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ALB_SCHEME = "alb.ingress.kubernetes.io/scheme"
+
+
+def _enabled_ingresses(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    ingress = values.get("ingress")
+    if not isinstance(ingress, Mapping):
+        return []
+    found = [
+        (name, spec)
+        for name, spec in ingress.items()
+        if isinstance(spec, Mapping) and spec.get("enabled") is True
+    ]
+    if ingress.get("enabled") is True and "web" not in dict(found):
+        found.append(("web", ingress.get("web") or {}))  # the chart's deprecated global switch
+    return found
+
+
+def no_internet_facing_lb(resources: Sequence[Res]) -> list[tuple[Res, str]]:
+    """On production, no load balancer faces the internet: every ingress of the chart and
+    every Ingress object says `alb.ingress.kubernetes.io/scheme: internal`, and every AWS load
+    balancer is `internal` (AWS Load Balancer Controller docs, "Ingress annotations": scheme;
+    Elastic Load Balancing User Guide, "Load balancer scheme"). Production's settings refuse
+    a public ingress; this gate holds whatever the settings say."""
+    if not production_stack(resources):
+        return []
+    out: list[tuple[Res, str]] = []
+    for res in resources:
+        if res.type in AWS_LOAD_BALANCERS and res.props.get("internal") is not True:
+            if res.props.get("internal") != UNKNOWN:
+                out.append((res, f"{res.label}: load balancer is not internal"))
+        elif res.type == INGRESS:
+            annotations = get(res.props, "metadata.annotations")
+            if not _internal(annotations, INTERNAL_INGRESS_ANNOTATIONS):
+                out.append((res, f"{res.label}: Ingress without {ALB_SCHEME}: internal"))
+        values = airflow_values(res)
+        if values is None:
+            continue
+        for name, spec in _enabled_ingresses(values):
+            if not _internal(get(spec, "annotations"), INTERNAL_INGRESS_ANNOTATIONS):
+                out.append(
+                    (
+                        res,
+                        f"{res.label}: values.ingress.{name} is enabled without"
+                        f" {ALB_SCHEME}: internal",
+                    )
+                )
+    return out
+
+
 def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         yield path, value
@@ -830,6 +1129,7 @@ UNTAGGABLE = frozenset(
         PUBLIC_ACCESS_BLOCK,
         BUCKET_POLICY,
         "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        *BUCKET_LOGGINGS,
         *SSE_CONFIGS,
         *LIFECYCLE_CONFIGS,
         *VERSIONINGS,
@@ -876,6 +1176,9 @@ def aws_tags(resources: Sequence[Res]) -> list[tuple[Res, str]]:
 M, A = Level.MANDATORY, Level.ADVISORY
 ANY_STACK = "holds on every stack that has such a resource"
 PRODUCTION_ONLY = "applies only to resources tagged environment=production, mandatory there"
+PRODUCTION_STACK = (
+    "applies only to stacks whose resources are tagged environment=production, mandatory there"
+)
 LOCAL_DIFFERS = "local (minikube) legitimately differs; production-grade stacks should not"
 
 RULES: tuple[Rule, ...] = (
@@ -888,6 +1191,9 @@ RULES: tuple[Rule, ...] = (
     Rule("eks-control-plane-logs",
          "All five EKS control-plane log types are on, for audit and incident response.",
          M, ANY_STACK, resource_check=eks_control_plane_logs),
+    Rule("nodes-on-demand",
+         "Production nodes run on on-demand capacity, never spot.",
+         M, PRODUCTION_ONLY, resource_check=nodes_on_demand),
     Rule("nodes-no-ssh-from-anywhere",
          "No SSH to nodes from anywhere: no open remoteAccess, no port 22 from 0.0.0.0/0.",
          M, ANY_STACK, resource_check=nodes_no_ssh_from_anywhere),
@@ -921,6 +1227,14 @@ RULES: tuple[Rule, ...] = (
     Rule("s3-tls-only",
          "Every bucket's policy denies requests made without TLS (aws:SecureTransport false).",
          M, ANY_STACK, stack_check=s3_tls_only_policy),
+    Rule("s3-cmk-encrypted",
+         "Production buckets default to SSE-KMS with a customer-managed key "
+         "(access-log targets excepted: they must be SSE-S3).",
+         M, PRODUCTION_ONLY, stack_check=s3_cmk_encrypted),
+    Rule("s3-access-logging",
+         "Production buckets have S3 server access logging into another, SSE-S3 bucket.",
+         M, PRODUCTION_ONLY + "; a log target's SSE-S3 is checked wherever logging is on",
+         stack_check=s3_access_logging),
     Rule("s3-lifecycle",
          "Every bucket expires objects by a lifecycle rule, so task logs do not grow forever.",
          M, ANY_STACK, stack_check=s3_lifecycle),
@@ -933,12 +1247,22 @@ RULES: tuple[Rule, ...] = (
     Rule("ecr-immutable-tags",
          "Production image tags cannot be overwritten, so a tag always means one image.",
          M, PRODUCTION_ONLY, resource_check=ecr_immutable_tags),
+    Rule("ecr-cmk-encrypted",
+         "Production repositories are encrypted with a customer-managed KMS key.",
+         M, PRODUCTION_ONLY, resource_check=ecr_cmk_encrypted),
     Rule("ecr-lifecycle-policy",
          "Every repository has a lifecycle policy that expires old images.",
          M, ANY_STACK, stack_check=ecr_lifecycle_policy),
     Rule("vpc-flow-logs",
          "Every VPC records flow logs of ALL traffic.",
          M, ANY_STACK, stack_check=vpc_flow_logs),
+    Rule("kms-key-policy",
+         "Every KMS key has an explicit policy: the account root keeps it manageable, "
+         "and nothing is allowed to any principal or service without a condition.",
+         M, ANY_STACK, resource_check=kms_key_policy),
+    Rule("logs-cmk-encrypted",
+         "Production log groups (the VPC flow logs) are encrypted with a customer-managed key.",
+         M, PRODUCTION_ONLY, resource_check=logs_cmk_encrypted),
     Rule("vpc-default-sg-closed",
          "Every VPC's default security group is managed and has no rules.",
          M, ANY_STACK, stack_check=vpc_default_sg_closed),
@@ -951,6 +1275,14 @@ RULES: tuple[Rule, ...] = (
     Rule("airflow-ui-not-public",
          "The Airflow UI is never behind a public load balancer; LB/ingress must be internal.",
          M, ANY_STACK, resource_check=ui_not_public),
+    Rule("no-internet-facing-lb",
+         "On production, every load balancer and ingress is internal "
+         "(alb.ingress.kubernetes.io/scheme: internal).",
+         M, PRODUCTION_STACK, stack_check=no_internet_facing_lb),
+    Rule("chart-pdbs",
+         "On production, every chart component with more than one replica has a "
+         "PodDisruptionBudget.",
+         M, PRODUCTION_STACK, stack_check=chart_pdbs),
     Rule("chart-values-no-secrets",
          "Chart values name Kubernetes Secrets only; no secret value is stored in the release.",
          M, ANY_STACK, resource_check=chart_values_no_secrets),

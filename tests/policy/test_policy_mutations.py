@@ -97,6 +97,34 @@ def _set_container(key: str, value: Any) -> Callable[[Props], None]:
     return apply
 
 
+def _for_bucket(suffix: str) -> Callable[[Res], bool]:
+    return lambda r: str(r.props.get("bucket", "")).endswith(suffix)
+
+
+def _drop_root_statement(doc: Any) -> None:
+    doc["Statement"] = [s for s in doc["Statement"] if "AWS" not in s.get("Principal", {})]
+
+
+def _drop_conditions(doc: Any) -> None:
+    for s in doc["Statement"]:
+        s.pop("Condition", None)
+
+
+PDB_ON = {
+    f"values.{c}.podDisruptionBudget.enabled": True
+    for c in ("scheduler", "apiServer", "triggerer", "dagProcessor", "pgbouncer")
+}
+"""The PodDisruptionBudgets the production release turns on (a compliant baseline)."""
+
+
+def _set_all(paths: dict[str, Any]) -> Callable[[Props], None]:
+    def apply(props: Props) -> None:
+        for path, value in paths.items():
+            _set(path, value)(props)
+
+    return apply
+
+
 def _both(*steps: Callable[[Props], None]) -> Callable[[Props], None]:
     def apply(props: Props) -> None:
         for step in steps:
@@ -117,6 +145,9 @@ RDS, PG = "aws:rds/instance:Instance", "aws:rds/parameterGroup:ParameterGroup"
 BUCKET = "aws:s3/bucket:Bucket"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 STS = "kubernetes:apps/v1:StatefulSet"
+KEY, LOG_GROUP = "aws:kms/key:Key", "aws:cloudwatch/logGroup:LogGroup"
+SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+ALB_SCHEME = "alb.ingress.kubernetes.io/scheme"
 
 CASES: list[Case] = [
     Case("eks-endpoint-restricted", P, EKS,
@@ -124,6 +155,7 @@ CASES: list[Case] = [
     Case("eks-secrets-encrypted", P, EKS, _drop("encryptionConfigKeyArn")),
     Case("eks-control-plane-logs", P, EKS, _set("enabledClusterLogTypes", ["api", "audit"])),
     Case("nodes-no-ssh-from-anywhere", P, NG, _set("remoteAccess", {"ec2SshKey": "ops"})),
+    Case("nodes-on-demand", P, NG, _set("capacityType", "SPOT")),
     Case("nodes-no-ssh-from-anywhere", P,
          "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
          _both(_set("fromPort", 22), _set("toPort", 22), _drop("referencedSecurityGroupId"),
@@ -144,6 +176,18 @@ CASES: list[Case] = [
     Case("s3-tls-only", P, "aws:s3/bucketPolicy:BucketPolicy",
          _edit_json("policy", lambda d: d.update(Statement=[
              s for s in d["Statement"] if s.get("Effect") != "Deny"]))),
+    Case("s3-cmk-encrypted", P, SSE,
+         _set("rules", [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]),
+         pick=_for_bucket("-task-logs")),
+    Case("s3-cmk-encrypted", P, SSE,
+         _set("rules", [{"applyServerSideEncryptionByDefault": {
+             "sseAlgorithm": "aws:kms", "kmsMasterKeyId": "alias/aws/s3"}}]),
+         pick=_for_bucket("-task-logs")),
+    Case("s3-access-logging", P, SSE,
+         _set("rules", [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]),
+         pick=_for_bucket("-access-logs")),
+    Case("s3-access-logging", P, "aws:s3/bucketLogging:BucketLogging",
+         lambda p: p.update(targetBucket=p["bucket"])),
     Case("s3-lifecycle", P, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
          _disable_lifecycle_rules),
     Case("s3-versioning", P, "aws:s3/bucketVersioning:BucketVersioning",
@@ -152,9 +196,18 @@ CASES: list[Case] = [
          _set("imageScanningConfiguration.scanOnPush", False)),
     Case("ecr-immutable-tags", P, "aws:ecr/repository:Repository",
          _set("imageTagMutability", "MUTABLE")),
+    Case("ecr-cmk-encrypted", P, "aws:ecr/repository:Repository",
+         _set("encryptionConfigurations", [{"encryptionType": "AES256"}])),
+    Case("ecr-cmk-encrypted", P, "aws:ecr/repository:Repository",
+         _set("encryptionConfigurations", [{"encryptionType": "KMS"}])),
     Case("ecr-lifecycle-policy", P, "aws:ecr/lifecyclePolicy:LifecyclePolicy",
          _set("policy", json.dumps({"rules": []}))),
     Case("vpc-flow-logs", P, "aws:ec2/flowLog:FlowLog", _set("trafficType", "REJECT")),
+    Case("kms-key-policy", INT, KEY, _drop("policy")),
+    Case("kms-key-policy", P, KEY, _edit_json("policy", _drop_root_statement)),
+    Case("kms-key-policy", P, KEY, _edit_json("policy", _drop_conditions),
+         pick=lambda r: "logs." in str(r.props.get("policy"))),
+    Case("logs-cmk-encrypted", P, LOG_GROUP, _drop("kmsKeyId")),
     Case("vpc-default-sg-closed", P, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
          _set("ingress", [{"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}])),
     Case("iam-no-wildcards", P, "aws:iam/rolePolicy:RolePolicy",
@@ -165,6 +218,16 @@ CASES: list[Case] = [
          _set("spec.type", "LoadBalancer")),
     Case("airflow-ui-not-public", P, RELEASE, _set("values.apiServer.service.type", "LoadBalancer"),
          pick=_airflow),
+    Case("no-internet-facing-lb", P, RELEASE,
+         _set("values.ingress.flower", {"enabled": True,
+                                        "annotations": {ALB_SCHEME: "internet-facing"}}),
+         pick=_airflow),
+    Case("no-internet-facing-lb", P, RELEASE,
+         _set("values.ingress.pgbouncer", {"enabled": True, "annotations": {}}), pick=_airflow),
+    Case("chart-pdbs", P, RELEASE, _set("values.scheduler.podDisruptionBudget.enabled", False),
+         pick=_airflow, prepare=_set_all(PDB_ON)),
+    Case("chart-pdbs", P, RELEASE, _drop("values.pgbouncer.podDisruptionBudget"),
+         pick=_airflow, prepare=_set_all(PDB_ON)),
     Case("chart-values-no-secrets", P, RELEASE, _set("values.fernetKey", "not-a-secret-name"),
          pick=_airflow),
     Case("chart-bundled-postgres-off", P, RELEASE, _set("values.postgresql.enabled", True),

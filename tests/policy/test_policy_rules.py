@@ -37,6 +37,7 @@ TAGS = {
     "stack": "production",
 }
 OIDC = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+LOGS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SERVICE_ACCOUNTS = [
     f"system:serviceaccount:airflow:airflow-{sa}"
     for sa in ("scheduler", "worker", "triggerer", "dag-processor", "api-server")
@@ -87,7 +88,8 @@ def bucket_set(env: str = "production") -> list[Res]:
             ignorePublicAcls=True, restrictPublicBuckets=True),
         res("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
             "airflow-logs-sse", bucket=bucket.props["bucket"],
-            rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]),
+            rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms",
+                                                           "kmsMasterKeyId": LOGS_KEY}}]),
         res("aws:s3/bucketPolicy:BucketPolicy", "airflow-logs-policy", bucket=UNKNOWN, deps=ref,
             policy=json.dumps(policy)),
         res("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "airflow-logs-lc",
@@ -98,6 +100,11 @@ def bucket_set(env: str = "production") -> list[Res]:
         out.append(
             res("aws:s3/bucketVersioning:BucketVersioning", "airflow-logs-versioning",
                 bucket=UNKNOWN, deps=ref, versioningConfiguration={"status": "Enabled"})
+        )  # fmt: skip
+        out.append(
+            res("aws:s3/bucketLogging:BucketLogging", "airflow-logs-logging", bucket=UNKNOWN,
+                deps=ref, targetBucket=f"acme-airflow-logs-{env}-access-logs",
+                targetPrefix="logs/")
         )  # fmt: skip
     return out
 
@@ -119,6 +126,7 @@ def test_integration_bucket_needs_no_versioning() -> None:
         ("airflow-logs-policy", "s3-tls-only"),
         ("airflow-logs-lc", "s3-lifecycle"),
         ("airflow-logs-versioning", "s3-versioning"),
+        ("airflow-logs-logging", "s3-access-logging"),
     ],
 )
 def test_a_bucket_without_a_companion_fails_that_rule_only(companion: str, rule: str) -> None:
