@@ -11,6 +11,7 @@ Chart paths below are inside the pinned package, `airflow-<version>.tgz`.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,17 @@ from tests.chart_render import (
     download_chart,
     named_containers,
     pinned_chart,
+    pod_template_of,
     read_version_file,
+    render,
     render_run,
+    resource_gaps,
     secret_refs,
+    selector_matches,
     sha256_of,
+    token_automounted,
     volume_claims,
+    workload_replicas,
 )
 from tests.chart_support import (
     CHART_DIR,
@@ -654,3 +661,357 @@ def test_pgbouncer_finds_the_rds_ca_where_its_config_looks(
     assert (
         f"server_tls_ca_file = {mdb.RDS_CA_MOUNT_PATH}" in ini.inputs["stringData"]["pgbouncer.ini"]
     )
+
+
+# --------------------------------------------------------------------------- f. hardening
+
+REPLICATED_COMPONENTS = ("scheduler", "api-server", "triggerer", "dag-processor", "pgbouncer")
+"""Components the production stack runs two or more of (`Sizes.replicas`)."""
+RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
+GIT_SYNC_CONTAINERS = frozenset({"git-sync", "git-sync-init"})
+TOKEN_USERS = frozenset({"scheduler", "worker", "api-server"})
+"""Components whose pods call the Kubernetes API: the scheduler launches task pods, task pods run
+KubernetesPodOperator (dags/platform_k8s_pod.py), the api-server reads running task pods' logs
+(cncf.kubernetes KubernetesExecutor.get_task_log; templates/rbac/pod-log-reader-rolebinding.yaml
+binds it to the pod-log-reader Role)."""
+
+BEFORE: dict[str, dict[str, tuple[int, int]]] = {
+    "local": {"memory limits": (9, 15), "PDBs": (0, 0)},
+    "integration": {"memory limits": (9, 22), "PDBs": (0, 0)},
+    "production": {"memory limits": (9, 22), "PDBs": (0, 5)},
+}
+"""Measured on commit 8967ed0, before the hardening values: containers with a memory limit / all
+containers (workloads and the worker pod template), and PDBs / workloads with replicas > 1."""
+
+
+def _multi_replica(rendered: Rendered) -> list[dict[str, Any]]:
+    return [wl for wl in rendered.workloads() if (workload_replicas(wl) or 0) > 1]
+
+
+def _pod_labels(workload: dict[str, Any]) -> dict[str, Any]:
+    return dict((pod_template_of(workload).get("metadata") or {}).get("labels") or {})
+
+
+def _figures(rendered: Rendered) -> dict[str, tuple[int, int]]:
+    containers = [c for p in rendered.pods() for _, c in named_containers(p.spec)]
+    limited = [
+        c for c in containers if ((c.get("resources") or {}).get("limits") or {}).get("memory")
+    ]
+    multi = _multi_replica(rendered)
+    covered = [
+        wl
+        for wl in multi
+        if any(
+            selector_matches(pdb["spec"].get("selector"), _pod_labels(wl))
+            for pdb in rendered.of_kind("PodDisruptionBudget")
+        )
+    ]
+    return {"memory limits": (len(limited), len(containers)), "PDBs": (len(covered), len(multi))}
+
+
+def test_hardening_figures_before_and_after(stack_runs: dict[str, Run]) -> None:
+    """Prints (with `-s`) the figures before and after the hardening values, per stack."""
+    lines = []
+    for stack in STACKS:
+        after = _figures(render_run(stack_runs[stack]))
+        for what, (done, total) in after.items():
+            was = BEFORE[stack][what]
+            lines.append(
+                f"  {stack:<12} {what:<14} before {was[0]:>2}/{was[1]:<2}  after {done:>2}/{total}"
+            )
+            assert done == total, f"{stack}: {what} {done}/{total}"
+    print("\nhardening (containers with a memory limit; PDBs per multi-replica workload):")
+    print("\n".join(lines))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_multi_replica_workload_has_a_disruption_budget(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """Each Deployment running more than one pod is covered by a PodDisruptionBudget that
+    selects exactly its pods and lets a drain evict one at a time.
+
+    Kubernetes docs, "Specifying a Disruption Budget for your Application": a PDB limits
+    voluntary disruptions (drains, upgrades) of the pods its selector matches; chart templates
+    templates/<component>/<component>-poddisruptionbudget.yaml (`<section>.podDisruptionBudget`).
+    Only production runs more than one replica; a budget for a single pod protects nothing,
+    so elsewhere none is rendered.
+    """
+    rendered = render_run(stack_runs[stack])
+    multi = _multi_replica(rendered)
+    pdbs = rendered.of_kind("PodDisruptionBudget")
+    problems = []
+    if stack == "production":
+        components = sorted(str(_pod_labels(wl).get("component")) for wl in multi)
+        if components != sorted(REPLICATED_COMPONENTS):
+            problems.append(f"{stack}: multi-replica components are {components}")
+    for wl in multi:
+        labels = _pod_labels(wl)
+        matching = [p for p in pdbs if selector_matches(p["spec"].get("selector"), labels)]
+        owner = f"{wl['kind']}/{wl['metadata']['name']}"
+        if len(matching) != 1:
+            problems.append(f"{stack}: {owner} is selected by {len(matching)} PDBs")
+            continue
+        spec = matching[0]["spec"]
+        others = [
+            p.owner
+            for p in rendered.pods()
+            if selector_matches(spec.get("selector"), p.labels) and p.labels != labels
+        ]
+        if others:
+            problems.append(f"{stack}: the PDB of {owner} also selects {others}")
+        allowed = spec.get("maxUnavailable")
+        if allowed is None:
+            allowed = (workload_replicas(wl) or 0) - int(spec.get("minAvailable", 0))
+        if int(allowed) < 1:
+            problems.append(f"{stack}: the PDB of {owner} blocks every eviction ({spec})")
+    if len(pdbs) != len(multi):
+        names = [p["metadata"]["name"] for p in pdbs]
+        problems.append(f"{stack}: {len(pdbs)} PDBs ({names}) for {len(multi)} workloads")
+    _fail_on(problems, "disruption-budget problems")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_multi_replica_deployments_spread_across_zones_and_nodes(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """Replicas of one component spread over zones (best effort) and nodes (required).
+
+    Kubernetes docs, "Pod Topology Spread Constraints": `topologyKey` names the node label of
+    the domain (`topology.kubernetes.io/zone`, `kubernetes.io/hostname`, well-known labels),
+    and `labelSelector` picks the pods counted, so it must select this component's pods and no
+    other's. Chart: `<section>.topologySpreadConstraints` in
+    templates/<component>/<component>-deployment.yaml.
+    """
+    rendered = render_run(stack_runs[stack])
+    problems = []
+    for wl in _multi_replica(rendered):
+        owner = f"{wl['kind']}/{wl['metadata']['name']}"
+        labels = _pod_labels(wl)
+        constraints = pod_template_of(wl)["spec"].get("topologySpreadConstraints") or []
+        by_key = {c.get("topologyKey"): c for c in constraints}
+        for key, when in (
+            ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+            ("kubernetes.io/hostname", "DoNotSchedule"),
+        ):
+            c = by_key.get(key)
+            if c is None:
+                problems.append(f"{stack}: {owner} has no spread constraint on {key}")
+                continue
+            if c.get("whenUnsatisfiable") != when or c.get("maxSkew") != 1:
+                problems.append(f"{stack}: {owner} {key}: {c}")
+            if not selector_matches(c.get("labelSelector"), labels):
+                problems.append(f"{stack}: {owner} {key}: selector does not select its own pods")
+            strangers = [
+                p.owner
+                for p in rendered.pods()
+                if p.labels.get("component") != labels.get("component")
+                and selector_matches(c.get("labelSelector"), p.labels)
+            ]
+            if strangers:
+                problems.append(f"{stack}: {owner} {key}: selector also counts {strangers}")
+    if stack == "production" and not _multi_replica(rendered):
+        problems.append("production renders no multi-replica workload")
+    _fail_on(problems, "topology-spread problems")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_container_has_cpu_and_memory_requests_and_a_memory_limit(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """Every container and init container of every rendered pod, sidecars, hook Jobs and the
+    worker pod template included, requests cpu and memory and is limited in memory.
+
+    Kubernetes docs, "Resource Management for Pods and Containers": the scheduler places pods
+    by their requests, and a container without a memory limit can use the node's memory up
+    to eviction of its neighbours. Chart keys: `<section>.resources`, `dags.gitSync.resources`,
+    `<section>.logGroomerSidecar.resources`, `pgbouncer.metricsExporterSidecar.resources`,
+    `statsd.resources`, `migrateDatabaseJob.resources`, `createUserJob.resources`; the
+    `wait-for-airflow-migrations` init containers take `<section>.resources`
+    (templates/scheduler/scheduler-deployment.yaml and the other deployments).
+    """
+    rendered = render_run(stack_runs[stack])
+    problems = [
+        f"{stack}: {pod.owner} {path}: no {', '.join(gaps)}"
+        for pod in rendered.pods()
+        for path, container in named_containers(pod.spec)
+        if (gaps := resource_gaps(container))
+    ]
+    _fail_on(problems, "containers without requests or a memory limit")
+
+
+SECURITY_CONTEXT_KEYS = (
+    ("securityContexts",),
+    ("statsd", "securityContexts"),
+    ("pgbouncer", "securityContexts"),
+)
+
+
+def _without_security_contexts(values: dict[str, Any]) -> dict[str, Any]:
+    """The values without the pod security contexts they set: what the chart would render."""
+    stripped = copy.deepcopy(values)
+    for path in SECURITY_CONTEXT_KEYS:
+        parent = stripped
+        for key in path[:-1]:
+            parent = parent.get(key) or {}
+        parent.pop(path[-1], None)
+    return stripped
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_pod_runs_with_the_runtime_default_seccomp_profile(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """Every pod sets `seccompProfile: RuntimeDefault` and keeps the chart's own pod context.
+
+    Kubernetes docs, "Restrict a Container's Syscalls with seccomp" and Pod Security Standards
+    ("Restricted": seccomp must be RuntimeDefault or Localhost). The chart takes the first
+    pod context set, without merging (templates/_helpers.yaml `airflowPodSecurityContext`:
+    `<section>.securityContexts.pod`, then global `securityContexts.pod`, then `runAsUser: uid`
+    and `fsGroup: gid`; `localPodSecurityContext` for statsd and pgbouncer), so the values
+    must repeat its defaults: each pod's context must contain what the chart renders without
+    them. No container may set its own, weaker profile.
+    """
+    run, rendered = _case(stack_runs, stack)
+    plain = render(
+        _without_security_contexts(values_of(run)), rendered.namespace, rendered.release_name
+    )
+    defaults = {p.owner: p.spec.get("securityContext") or {} for p in plain.pods()}
+    problems = []
+    for pod in rendered.pods():
+        context = pod.spec.get("securityContext") or {}
+        if context.get("seccompProfile") != RUNTIME_DEFAULT:
+            problems.append(f"{stack}: {pod.owner} securityContext is {context}")
+        lost = {k: v for k, v in defaults.get(pod.owner, {}).items() if context.get(k) != v}
+        if lost:
+            problems.append(f"{stack}: {pod.owner} lost the chart's default {lost}")
+        for path, container in named_containers(pod.spec):
+            profile = (container.get("securityContext") or {}).get("seccompProfile")
+            if profile not in (None, RUNTIME_DEFAULT):
+                problems.append(f"{stack}: {pod.owner} {path} seccompProfile {profile}")
+    if set(defaults) != {p.owner for p in rendered.pods()}:
+        problems.append(f"{stack}: the comparison render has other pods: {sorted(defaults)}")
+    _fail_on(problems, "pods without the RuntimeDefault seccomp profile")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_git_sync_drops_all_capabilities_and_cannot_escalate(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """git-sync, as init container and as sidecar, runs without privilege escalation and with
+    every capability dropped, as its chart user (65533).
+
+    Kubernetes docs, Pod Security Standards ("Restricted": `allowPrivilegeEscalation: false`,
+    `capabilities.drop: [ALL]`). Chart: templates/_helpers.yaml `git_sync_container`, whose
+    context is `localContainerSecurityContext` of `dags.gitSync` (not the chart's
+    drop-ALL default for Airflow containers).
+    """
+    run, rendered = _case(stack_runs, stack)
+    values = values_of(run)
+    problems = []
+    seen = set()
+    for pod in rendered.pods():
+        for path, container in named_containers(pod.spec):
+            if container.get("name") not in GIT_SYNC_CONTAINERS:
+                continue
+            seen.add(container["name"])
+            context = container.get("securityContext") or {}
+            if context.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{stack}: {pod.owner} {path} may escalate privileges")
+            if "ALL" not in ((context.get("capabilities") or {}).get("drop") or []):
+                problems.append(f"{stack}: {pod.owner} {path} keeps capabilities: {context}")
+            if context.get("runAsUser") != 65533:
+                problems.append(f"{stack}: {pod.owner} {path} runs as {context.get('runAsUser')}")
+    if values["dags"]["gitSync"]["enabled"] and seen != GIT_SYNC_CONTAINERS:
+        problems.append(f"{stack}: git-sync enabled, but only {sorted(seen)} rendered")
+    _fail_on(problems, "git-sync containers with privileges")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_service_account_tokens_only_where_the_api_is_called(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """Only pods that call the Kubernetes API get a service-account token.
+
+    Kubernetes docs, "Configure Service Accounts for Pods" > "Opt out of API credential
+    automounting" (the pod's field wins over the ServiceAccount's) and "Good practices for
+    Kubernetes Secrets". Chart: `<section>.serviceAccount.automountServiceAccountToken`
+    (templates/*/…-serviceaccount.yaml). IRSA is unaffected: the EKS Pod Identity webhook
+    projects its own `aws-iam-token` volume (Amazon EKS User Guide, IAM roles for service
+    accounts), checked by test_log_writing_pods_assume_the_task_log_role.
+    """
+    rendered = render_run(stack_runs[stack])
+    problems = []
+    for pod in rendered.pods():
+        expected = pod.component in TOKEN_USERS
+        if token_automounted(rendered, pod) is not expected:
+            problems.append(
+                f"{stack}: {pod.owner} ({pod.component}) token mounted: "
+                f"{token_automounted(rendered, pod)}, expected {expected}"
+            )
+    missing = TOKEN_USERS - {p.component for p in rendered.pods()}
+    if missing:
+        problems.append(f"{stack}: no rendered pod for {sorted(missing)}")
+    _fail_on(problems, "service-account token problems")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_charts_network_policies_render_and_admit_what_the_platform_needs(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """The chart's ingress NetworkPolicies are on, and they still admit the traffic Airflow
+    needs between its pods: task pods (and every Airflow pod) to the api-server's execution
+    API, Airflow pods to PgBouncer.
+
+    Kubernetes docs, "Network Policies": a pod selected by an Ingress policy accepts only what
+    some policy allows. Chart: templates/*/…-networkpolicy.yaml (`networkPolicies.enabled`);
+    templates/api-server/api-server-networkpolicy.yaml admits only
+    `apiServer.networkPolicy.ingress.from`, nobody by default; the execution API URL is
+    templates/configmaps/configmap.yaml `execution_api_server_url` (the api-server Service).
+    """
+    run, rendered = _case(stack_runs, stack)
+    policies = {p["metadata"]["name"]: p for p in rendered.of_kind("NetworkPolicy")}
+    expected = {
+        f"{rendered.release_name}-{c}-policy" for c in ("api-server", "scheduler", "triggerer")
+    } | {f"{rendered.release_name}-statsd-policy"}
+    if is_eks(run):
+        expected.add(f"{rendered.release_name}-pgbouncer-policy")
+    problems = [
+        f"{stack}: NetworkPolicy {n} not rendered" for n in sorted(expected - policies.keys())
+    ]
+
+    def admitted(target: dict[str, Any], source: Pod, port: int) -> bool:
+        """Whether the chart's ingress policies let `source` reach a pod labelled `target`."""
+        chosen = [
+            p["spec"]
+            for p in policies.values()
+            if selector_matches(p["spec"].get("podSelector"), target)
+        ]
+        if not chosen:
+            return True
+        for spec in chosen:
+            for rule in spec.get("ingress") or []:
+                peers = rule.get("from") or []
+                ports = [int(p["port"]) for p in rule.get("ports") or []]
+                if ports and port not in ports:
+                    continue
+                if not peers or any(
+                    "namespaceSelector" not in peer
+                    and selector_matches(peer.get("podSelector"), source.labels)
+                    for peer in peers
+                ):
+                    return True
+        return False
+
+    targets = {
+        (c, port): rendered.pods_of(c)[0].labels
+        for c, port in (("api-server", 8080), ("pgbouncer", 6543))
+        if rendered.pods_of(c)
+    }
+    for pod in rendered.pods():
+        if pod.component not in AIRFLOW_CONTAINERS:
+            continue
+        for (component, port), labels in targets.items():
+            if not admitted(labels, pod, port):
+                problems.append(f"{stack}: {pod.owner} cannot reach {component} on {port}")
+    _fail_on(problems, "NetworkPolicy problems")
