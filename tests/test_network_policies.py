@@ -515,9 +515,7 @@ def test_an_ssh_repository_opens_port_22_for_git_sync_pods_only() -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_program_creates_exactly_these_policies(
-    stack_runs: dict[str, Run], stack: str
-) -> None:
+def test_the_program_creates_exactly_these_policies(stack_runs: dict[str, Run], stack: str) -> None:
     """What the release namespace gets is what `egress_policies` says, name for name."""
     run = stack_runs[stack]
     recorded = {
