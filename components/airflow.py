@@ -18,7 +18,8 @@ from components import chart_values as cv
 from components import iam, network_policies
 from components import metadata_db as mdb
 from components.aws_catalog import partition_of
-from components.naming import PART_OF, resource_prefix, tags
+from components.keys import customer_key
+from components.naming import PART_OF, tags
 from components.settings import Settings
 from components.stack_secrets import StackSecrets
 
@@ -482,18 +483,8 @@ class AirflowRelease(pulumi.ComponentResource):
         """The task-log bucket's customer-managed key, or None for SSE-S3."""
         if not s.security.customer_managed_keys:
             return None
-        partition = partition_of(s.region)
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
-        key = aws.kms.Key(
-            f"{self._name}-logs",
-            description=f"{resource_prefix(s)}: task-log bucket",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=account.account_id.apply(
-                lambda a: json.dumps(iam.task_logs_key_policy(partition, a))
-            ),
-            tags=tags(s, f"{self._name}-logs"),
-            opts=self._child,
+        key = customer_key(
+            f"{self._name}-logs", s, "task-log bucket", iam.task_logs_key_policy, self
         )
         return key.arn
 

@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 
 from components.aws_catalog import partition_of
 from components.iam import eks_secrets_key_policy, service_assume_role_policy
+from components.keys import customer_key
 from components.naming import resource_prefix, tags
 from components.settings import Settings
 
@@ -125,18 +126,8 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # An explicit key policy (the account; EKS uses the key through the grant the
         # cluster's creator makes): see `iam.eks_secrets_key_policy`.
-        partition = partition_of(s.region)
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
-        key = aws.kms.Key(
-            f"{name}-secrets",
-            description=f"{resource_prefix(s)}: EKS secrets envelope encryption",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=account.account_id.apply(
-                lambda a: json.dumps(eks_secrets_key_policy(partition, a))
-            ),
-            tags=tags(s, f"{name}-secrets"),
-            opts=child,
+        key = customer_key(
+            f"{name}-secrets", s, "EKS secrets envelope encryption", eks_secrets_key_policy, self
         )
         node_role = aws.iam.Role(
             f"{name}-nodes",

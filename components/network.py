@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.aws_catalog import partition_of
 from components.iam import flow_logs_key_policy, service_assume_role_policy
+from components.keys import customer_key
 from components.naming import resource_prefix, tags
 from components.settings import Settings
 
@@ -208,18 +208,13 @@ class Network(pulumi.ComponentResource):
         """
         if not s.security.customer_managed_keys:
             return None
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
-        partition = partition_of(s.region)
-        policy = account.account_id.apply(
-            lambda a: json.dumps(flow_logs_key_policy(partition, s.region, a, log_group_name))
-        )
-        key = aws.kms.Key(
+        key = customer_key(
             f"{name}-flow-logs",
-            description=f"{resource_prefix(s)}: VPC flow log group",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=policy,
-            tags=tags(s, f"{name}-flow-logs"),
-            opts=pulumi.ResourceOptions(parent=self),
+            s,
+            "VPC flow log group",
+            lambda partition, account: flow_logs_key_policy(
+                partition, s.region, account, log_group_name
+            ),
+            self,
         )
         return key.arn

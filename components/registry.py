@@ -11,8 +11,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from components.aws_catalog import partition_of
 from components.iam import ecr_key_policy
+from components.keys import customer_key
 from components.naming import content_tag, resource_prefix, tags
 from components.settings import Settings
 
@@ -170,15 +170,5 @@ class Registry(pulumi.ComponentResource):
         """
         if not s.security.customer_managed_keys:
             return aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
-        partition = partition_of(s.region)
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
-        key = aws.kms.Key(
-            f"{name}-ecr",
-            description=f"{resource_prefix(s)}: ECR repository images",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=account.account_id.apply(lambda a: json.dumps(ecr_key_policy(partition, a))),
-            tags=tags(s, f"{name}-ecr"),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        key = customer_key(f"{name}-ecr", s, "ECR repository images", ecr_key_policy, self)
         return aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=key.arn)
