@@ -5,6 +5,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.airflow import AirflowRelease, AirflowReleaseArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
@@ -46,6 +47,9 @@ database = Database(
     ),
     k8s_opts,
 )
+if settings.is_eks:
+    # Node pools, the default StorageClass and the ALB IngressClass; the release does not wait.
+    ClusterAddons("addons", ClusterAddonsArgs(settings), k8s_opts)
 airflow = AirflowRelease(
     "airflow",
     AirflowReleaseArgs(

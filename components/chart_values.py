@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components import metadata_db as mdb
+from components import node_pools as np
 from components.settings import Settings
 
 AIRFLOW_VERSION = "3.2.2"
@@ -269,6 +270,12 @@ def ingress_values(settings: Settings) -> dict[str, Any]:
             "alb.ingress.kubernetes.io/scheme": "internal" if ing.internal else "internet-facing",
             "alb.ingress.kubernetes.io/target-type": "ip",
         }
+        if ing.certificate_arn:
+            # The ALB terminates HTTPS with the ACM certificate; plain HTTP is not served.
+            annotations |= {
+                "alb.ingress.kubernetes.io/certificate-arn": ing.certificate_arn,
+                "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS": 443}]',
+            }
     return {
         "apiServer": {
             "enabled": True,
@@ -281,11 +288,24 @@ def ingress_values(settings: Settings) -> dict[str, Any]:
     }
 
 
+def task_placement(settings: Settings) -> dict[str, Any]:
+    """Task pods on the task pool (eks): its label, its taint tolerated, and never evicted by
+    consolidation while they run."""
+    if not settings.is_eks:
+        return {"nodeSelector": {}, "tolerations": [], "podAnnotations": {}}
+    return {
+        "nodeSelector": dict(np.TASK_SELECTOR),
+        "tolerations": [dict(np.TASK_TOLERATION)],
+        "podAnnotations": dict(np.DO_NOT_DISRUPT),
+    }
+
+
 def ui_url(settings: Settings) -> str | None:
     ing = settings.airflow.ingress
     if not ing.enabled:
         return None
-    return f"{'https' if ing.tls_secret_name else 'http'}://{ing.host}/"
+    secure = ing.tls_secret_name or ing.certificate_arn
+    return f"{'https' if secure else 'http'}://{ing.host}/"
 
 
 AIRFLOW_UID = 50000
@@ -520,7 +540,10 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
         "workers": {
             "serviceAccount": _service_account(LOG_SERVICE_ACCOUNTS["workers"], role),
             "resources": sizes.worker,
+            "kubernetes": task_placement(s),
         },
+        # Airflow's own pods on the platform pool (eks; minikube has one node).
+        "nodeSelector": dict(np.PLATFORM_SELECTOR) if s.is_eks else {},
         "triggerer": {
             **_replicated(REPLICATED_SECTIONS["triggerer"], replicas),
             # Deferrable KubernetesPodOperator triggers would need the token back.

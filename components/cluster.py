@@ -1,9 +1,15 @@
-"""Cluster: EKS with an OIDC provider and a managed node group, or an existing minikube."""
+"""Cluster: EKS in Auto Mode with an OIDC provider, or an existing minikube.
+
+EKS Auto Mode runs the compute, block storage and load balancing of the cluster: AWS's
+managed Karpenter launches and consolidates nodes for pending pods, its EBS CSI driver
+provisions volumes, its load balancer controller makes ALBs. What the platform asks of
+them (node pools, the default StorageClass, the ALB IngressClass) lives in
+`components/addons.py`.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 import pulumi
@@ -12,18 +18,15 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from components.aws_catalog import partition_of
-from components.iam import eks_secrets_key_policy, service_assume_role_policy
+from components.iam import eks_secrets_key_policy
 from components.keys import customer_key
 from components.naming import resource_prefix, tags
 from components.settings import Settings
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
-NODE_POLICIES = {
-    "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
-    "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
-}
-NODE_ASSUME = json.dumps(service_assume_role_policy("ec2.amazonaws.com"))
+AUTO_MODE_BUILT_IN_POOLS = ["system"]
+"""Auto Mode's own pool for cluster-critical add-ons; it also makes the `default` NodeClass
+the platform's pools use. The built-in general-purpose pool is replaced by the platform's."""
 API_PORT = 443
 
 
@@ -129,18 +132,6 @@ class Cluster(pulumi.ComponentResource):
         key = customer_key(
             f"{name}-secrets", s, "EKS secrets envelope encryption", eks_secrets_key_policy, self
         )
-        node_role = aws.iam.Role(
-            f"{name}-nodes",
-            assume_role_policy=NODE_ASSUME,
-            tags=tags(s, f"{name}-nodes"),
-            opts=child,
-        )
-        attachments = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-nodes-{short}", role=node_role.name, policy_arn=arn, opts=child
-            )
-            for short, arn in NODE_POLICIES.items()
-        ]
         cluster_name = resource_prefix(s)
         cluster = eks.Cluster(
             f"{name}-eks",
@@ -152,6 +143,13 @@ class Cluster(pulumi.ComponentResource):
             node_associate_public_ip_address=False,
             skip_default_node_group=True,
             skip_default_security_groups=True,
+            # Auto Mode: nodes, EBS volumes and load balancers run by EKS (pulumi-eks makes the
+            # cluster and node roles with the Compute/BlockStorage/LoadBalancing/Networking
+            # policies and the nodes' access entry).
+            auto_mode=eks.AutoModeOptionsArgs(
+                enabled=True,
+                compute_config=eks.ClusterComputeConfigArgs(node_pools=AUTO_MODE_BUILT_IN_POOLS),
+            ),
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
             access_entries={
@@ -178,19 +176,6 @@ class Cluster(pulumi.ComponentResource):
             tags=tags(s, cluster_name),
             opts=child,
         )
-        eks.ManagedNodeGroup(
-            f"{name}-nodes",
-            cluster=cluster,
-            node_role=node_role,
-            subnet_ids=args.private_subnet_ids,
-            instance_types=c.instance_types,
-            capacity_type="SPOT" if c.spot else "ON_DEMAND",
-            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                desired_size=c.desired_nodes, min_size=c.min_nodes, max_size=c.max_nodes
-            ),
-            tags=tags(s, f"{name}-nodes"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
-        )
         # A private-only endpoint is reached through the cluster security group: open 443
         # to the networks that deploy (VPN, in-VPC runners), and nothing else.
         for i, cidr in enumerate(c.private_access_cidrs):
@@ -209,8 +194,8 @@ class Cluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
         self.oidc_provider_arn = cluster.oidc_provider_arn
         self.oidc_provider_url = cluster.oidc_provider_url
-        # With skipDefaultSecurityGroups this is the EKS-created cluster security
-        # group, which managed nodes (and so Airflow's pods) carry.
+        # With skipDefaultSecurityGroups this is the EKS-created cluster security group,
+        # which Auto Mode's nodes (and so Airflow's pods) carry through the default NodeClass.
         self.node_security_group_id = cluster.node_security_group_id
         self.provider = k8s.Provider(
             f"{name}-k8s",

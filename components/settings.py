@@ -182,12 +182,26 @@ class ClusterSettings(_Model):
         description="EKS Kubernetes minor version, within the supported window (eks).",
     )
     instance_types: list[str] = Field(
-        default_factory=lambda: ["t3.large"], description="Node instance types (eks)."
+        default_factory=lambda: ["t3.large"],
+        description="Instance types the node pools may launch (eks, EKS Auto Mode).",
     )
-    desired_nodes: int = Field(default=2, ge=1, le=100, description="Nodes wanted (eks).")
-    min_nodes: int = Field(default=1, ge=1, le=100, description="Fewest nodes (eks).")
-    max_nodes: int = Field(default=3, ge=1, le=100, description="Most nodes (eks).")
-    spot: bool = Field(default=False, description="Use spot capacity for nodes (eks).")
+    max_nodes: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Most nodes of the platform pool, where Airflow's own pods run (eks).",
+    )
+    task_cpu_limit: int = Field(
+        default=16,
+        ge=2,
+        le=10000,
+        description=(
+            "vCPUs the task pool may grow to; it shrinks to zero when no task runs (eks)."
+        ),
+    )
+    spot: bool = Field(
+        default=False, description="Let the task pool use spot capacity (eks; never production)."
+    )
     endpoint_public_access: bool = Field(
         default=True,
         description=(
@@ -368,6 +382,20 @@ class IngressSettings(_Model):
     class_name: str = Field(default="alb", description="Ingress class.")
     host: str = Field(default="", description="Host name of the UI.")
     tls_secret_name: str = Field(default="", description="Secret holding the TLS certificate.")
+    certificate_arn: str = Field(
+        default="",
+        description="ACM certificate ARN: the ALB terminates HTTPS with it (eks, class alb).",
+    )
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate(cls, v: str) -> str:
+        if v and not re.match(
+            r"^arn:aws(-cn|-us-gov)?:acm:[a-z0-9-]+:\d{12}:certificate/[\w-]+$", v
+        ):
+            raise ValueError(f"{v!r} is not an ACM certificate ARN")
+        return v
+
     internal: bool = Field(
         default=True, description="Internal (not internet-facing) load balancer."
     )
@@ -513,9 +541,8 @@ EKS_ONLY: tuple[str, ...] = (
     "registry.immutableTags",
     "cluster.version",
     "cluster.instanceTypes",
-    "cluster.desiredNodes",
-    "cluster.minNodes",
     "cluster.maxNodes",
+    "cluster.taskCpuLimit",
     "cluster.spot",
     "cluster.endpointPublicAccess",
     "cluster.publicAccessCidrs",
@@ -523,6 +550,7 @@ EKS_ONLY: tuple[str, ...] = (
     "cluster.adminArns",
     "cluster.namespaceAdminArns",
     "database.protect",
+    "airflow.ingress.certificateArn",
     "airflow.logs.versioning",
     "airflow.logs.accessLogging",
     "security",
@@ -549,12 +577,7 @@ def _defaults(target: Target, environment: str) -> dict[str, Any]:
                 "allocatedStorageGb": 50,
             },
             "registry": {"immutableTags": True, "keepImages": 30},
-            "cluster": {
-                "desiredNodes": 3,
-                "minNodes": 2,
-                "maxNodes": 6,
-                "instanceTypes": ["m6i.large"],
-            },
+            "cluster": {"maxNodes": 6, "taskCpuLimit": 160, "instanceTypes": ["m6i.large"]},
             "airflow": {"logs": {"versioning": True, "retentionDays": 365, "accessLogging": True}},
             "security": {"customerManagedKeys": True},
         }
@@ -875,13 +898,6 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
             )
         )
     if s.is_eks:
-        if not c.min_nodes <= c.desired_nodes <= c.max_nodes:
-            p.append(
-                (
-                    "cluster.desiredNodes",
-                    f"must be between minNodes ({c.min_nodes}) and maxNodes ({c.max_nodes})",
-                )
-            )
         if c.endpoint_public_access and not c.public_access_cidrs:
             p.append(
                 (
@@ -917,8 +933,8 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
             p.append(("database.deletionProtection", "must be true in production"))
         if d.backup_retention_days < 7:
             p.append(("database.backupRetentionDays", "must be at least 7 in production"))
-        if c.min_nodes < 2:
-            p.append(("cluster.minNodes", "must be at least 2 in production"))
+        if c.max_nodes < 2:
+            p.append(("cluster.maxNodes", "must be at least 2 in production (two replicas)"))
         if c.spot:
             p.append(("cluster.spot", "production runs on on-demand capacity"))
         if s.network.az_count < 3:

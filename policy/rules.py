@@ -913,6 +913,43 @@ def production_stack(resources: Sequence[Res]) -> bool:
     return any(is_production(r) for r in resources)
 
 
+NODE_POOLS = ("kubernetes:karpenter.sh/v1:NodePool",)
+
+
+def _pool_capacity_types(pool: Res) -> list[str] | None:
+    for req in as_list(get(pool.props, "spec.template.spec.requirements")):
+        if isinstance(req, Mapping) and req.get("key") == "karpenter.sh/capacity-type":
+            values = req.get("values")
+            return [str(v) for v in as_list(values)] if known(values) else None
+    return ["spot", "on-demand"]  # no requirement: Karpenter may launch either
+
+
+def node_pools_on_demand(resources: Sequence[Res]) -> list[tuple[Res, str]]:
+    """Production node pools launch on-demand capacity only: spot can be reclaimed with two
+    minutes' notice (Amazon EC2 User Guide, "Spot Instance interruptions"; Karpenter docs,
+    "NodePools", `karpenter.sh/capacity-type`, which allows both when unset)."""
+    if not production_stack(resources):
+        return []
+    out = []
+    for pool in resources:
+        if pool.type in NODE_POOLS:
+            types = _pool_capacity_types(pool)
+            if types is not None and "spot" in types:
+                out.append((pool, f"{pool.label}: production node pool allows spot capacity"))
+    return out
+
+
+def node_pools_capped(res: Res) -> list[str]:
+    """Every node pool has a CPU limit: without one the scaler keeps launching nodes for any
+    pending pod, whatever it costs (Karpenter docs, "NodePools", `spec.limits`)."""
+    if res.type not in NODE_POOLS:
+        return []
+    cpu = get(res.props, "spec.limits.cpu")
+    if cpu is None or (known(cpu) and not cpu):
+        return [f"{res.label}: node pool without spec.limits.cpu"]
+    return []
+
+
 PDB_COMPONENTS = ("scheduler", "apiServer", "triggerer", "dagProcessor", "pgbouncer")
 OFF_BY_DEFAULT = frozenset({"pgbouncer"})
 """Chart components that run only when `<component>.enabled` is true (chart 1.22 defaults)."""
@@ -1191,6 +1228,12 @@ RULES: tuple[Rule, ...] = (
     Rule("eks-control-plane-logs",
          "All five EKS control-plane log types are on, for audit and incident response.",
          M, ANY_STACK, resource_check=eks_control_plane_logs),
+    Rule("node-pools-on-demand",
+         "Production node pools launch on-demand capacity only.",
+         M, PRODUCTION_ONLY, stack_check=node_pools_on_demand),
+    Rule("node-pools-capped",
+         "Every node pool has a CPU limit, so the autoscaler's spend is bounded.",
+         M, ANY_STACK, resource_check=node_pools_capped),
     Rule("nodes-on-demand",
          "Production nodes run on on-demand capacity, never spot.",
          M, PRODUCTION_ONLY, resource_check=nodes_on_demand),

@@ -120,6 +120,18 @@ def _minor_version(version: str) -> tuple[int, int]:
     return int(major), int(minor.split(".")[0] or 0)
 
 
+AUTO_MODE_EBS_PROVISIONER = "ebs.csi.eks.amazonaws.com"
+"""EKS Auto Mode's own EBS CSI driver (Amazon EKS User Guide, "Create a storage class" for
+Auto Mode): present on every Auto Mode cluster, no add-on needed."""
+
+
+def _auto_mode(run: Run) -> bool:
+    if not is_eks(run):
+        return False
+    auto = run.one("eks:index:Cluster").inputs.get("autoMode") or {}
+    return auto.get("enabled") is True
+
+
 def storage_classes(run: Run) -> dict[str, StorageClass]:
     """The StorageClasses a claim can use on the stack's target, by name.
 
@@ -158,7 +170,10 @@ def storage_classes(run: Run) -> dict[str, StorageClass]:
         name = str(meta.get("name") or res.name)
         provisioner = str(res.inputs.get("provisioner", ""))
         annotations = meta.get("annotations") or {}
-        if provisioner in EBS_PROVISIONERS:
+        served: str | None
+        if provisioner == AUTO_MODE_EBS_PROVISIONER and _auto_mode(run):
+            served = "EKS Auto Mode block storage"
+        elif provisioner in EBS_PROVISIONERS:
             served = ebs_server
         elif provisioner == MINIKUBE_PROVISIONER and not is_eks(run):
             served = "minikube addon storage-provisioner"

@@ -31,4 +31,5 @@ def test_cluster_and_database_do_not_wait_for_each_other(stack_runs: dict[str, R
     run = stack_runs["production"]
     rds = run.one("aws:rds/instance:Instance")
     assert not run.depends_on(run.one("eks:index:Cluster"), rds)
-    assert not run.depends_on(run.one("eks:index:ManagedNodeGroup"), rds)
+    for pool in run.of_type("kubernetes:karpenter.sh/v1:NodePool"):
+        assert not run.depends_on(pool, rds)

@@ -28,10 +28,10 @@ CASES: list[Case] = [
     (
         "nodes as word",
         "integration",
-        {"cluster.desiredNodes": "many"},
+        {"cluster.maxNodes": "many"},
         {},
         (),
-        {"cluster.desiredNodes"},
+        {"cluster.maxNodes"},
     ),
     ("bool as word", "integration", {"database.multiAz": "maybe"}, {}, (), {"database.multiAz"}),
     ("eks without region", "integration", {}, {}, ("aws.region",), {"aws.region"}),
@@ -75,10 +75,10 @@ CASES: list[Case] = [
     (
         "prod one node",
         "production",
-        {"cluster.minNodes": 1, "cluster.desiredNodes": 1},
+        {"cluster.maxNodes": 1},
         {},
         (),
-        {"cluster.minNodes"},
+        {"cluster.maxNodes"},
     ),
     (
         "private endpoint without private ranges",
@@ -259,12 +259,12 @@ CASES: list[Case] = [
         {"cluster.publicAccessCidrs[0]"},
     ),
     (
-        "desired above max",
+        "task pool without room",
         "integration",
-        {"cluster.desiredNodes": 9},
+        {"cluster.taskCpuLimit": 1},
         {},
         (),
-        {"cluster.desiredNodes"},
+        {"cluster.taskCpuLimit"},
     ),
     (
         "instance types not a list",
@@ -494,7 +494,8 @@ def test_defaults_follow_the_per_stack_matrix() -> None:
     assert not integ.database.multi_az and not integ.database.deletion_protection
     assert prod.registry.immutable_tags and not integ.registry.immutable_tags
     assert not prod.cluster.spot and integ.cluster.spot
-    assert prod.cluster.endpoint_public_access and prod.cluster.min_nodes >= 2
+    assert prod.cluster.endpoint_public_access and prod.cluster.max_nodes >= 2
+    assert (prod.cluster.task_cpu_limit, integ.cluster.task_cpu_limit) == (160, 16)
     assert prod.database.protect and integ.database.protect
     assert prod.cluster.version == integ.cluster.version == EKS_DEFAULT_VERSION
     assert prod.airflow.logs.versioning and not integ.airflow.logs.versioning
@@ -518,7 +519,7 @@ def test_config_values_arrive_as_strings_and_are_coerced() -> None:
             target="eks",
             **{
                 "aws.region": "us-east-1",
-                "cluster.desiredNodes": "2",
+                "cluster.maxNodes": "2",
                 "cluster.spot": "false",
                 "cluster.endpointPublicAccess": "false",
                 "cluster.privateAccessCidrs": '["10.99.0.0/16"]',
@@ -527,7 +528,7 @@ def test_config_values_arrive_as_strings_and_are_coerced() -> None:
             },
         )
     )
-    assert s.cluster.desired_nodes == 2 and s.cluster.spot is False
+    assert s.cluster.max_nodes == 2 and s.cluster.spot is False
     assert s.cluster.instance_types == ["m6i.large"]
 
 

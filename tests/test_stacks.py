@@ -115,13 +115,15 @@ def test_registry_and_cluster_per_stack(
     )
     [secrets_key] = [k for k in run.of_type("aws:kms/key:Key") if k.name == "cluster-secrets"]
     assert eks.inputs["encryptionConfigKeyArn"] == secrets_key.outputs["arn"]
-    nodes = run.one("eks:index:ManagedNodeGroup")
-    assert nodes.inputs["capacityType"] == capacity
-    assert "remoteAccess" not in nodes.inputs
-    scaling = nodes.inputs["scalingConfig"]
-    assert scaling["minSize"] <= scaling["desiredSize"] <= scaling["maxSize"]
-    if stack == "production":
-        assert scaling["minSize"] >= 2
+    assert eks.inputs["autoMode"]["enabled"] is True
+    assert run.of_type("eks:index:ManagedNodeGroup") == [], "Auto Mode launches the nodes"
+    pools = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]
+        for r in run.of_type("kubernetes:karpenter.sh/v1:NodePool")
+    }
+    tasks = pools["airflow-tasks"]["template"]["spec"]["requirements"]
+    capacity_types = next(r["values"] for r in tasks if r["key"] == "karpenter.sh/capacity-type")
+    assert ("spot" in capacity_types) is (capacity == "SPOT")
 
 
 def test_image_tag_follows_image_content(stack_runs: dict[str, Run]) -> None:

@@ -1,0 +1,77 @@
+"""ClusterAddons: what the platform asks of the EKS cluster, in one place (eks stacks).
+
+The add-ons themselves (node autoscaling, the EBS CSI driver, the load balancer controller)
+are EKS Auto Mode's, run and versioned by AWS with the cluster: nothing here installs or
+pins them, and none needs an IAM role of its own (Auto Mode works through the cluster
+role's Compute/BlockStorage/LoadBalancing policies). This component creates what they
+act on: the two node pools, the default StorageClass and the ALB IngressClass
+(`components/node_pools.py`). The Airflow release does not wait for any of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import node_pools as np
+from components.settings import Settings
+
+
+@dataclass(frozen=True)
+class ClusterAddonsArgs:
+    settings: Settings
+
+
+class ClusterAddons(pulumi.ComponentResource):
+    """Node pools, the default StorageClass and the ALB IngressClass on an Auto Mode cluster."""
+
+    storage_class: str
+    ingress_class: str
+
+    def __init__(
+        self, name: str, args: ClusterAddonsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("airflow-platform:addons:ClusterAddons", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        for pool in (np.platform_pool(s), np.task_pool(s)):
+            k8s.apiextensions.CustomResource(
+                f"{name}-{pool['metadata']['name']}",
+                api_version=pool["apiVersion"],
+                kind=pool["kind"],
+                metadata=pool["metadata"],
+                spec=pool["spec"],
+                opts=child,
+            )
+        sc = np.storage_class()
+        k8s.storage.v1.StorageClass(
+            f"{name}-{sc['metadata']['name']}",
+            metadata=sc["metadata"],
+            provisioner=sc["provisioner"],
+            parameters=sc["parameters"],
+            volume_binding_mode=sc["volumeBindingMode"],
+            allow_volume_expansion=sc["allowVolumeExpansion"],
+            reclaim_policy=sc["reclaimPolicy"],
+            opts=child,
+        )
+        params, ingress_class = np.alb_ingress_class(s)
+        k8s.apiextensions.CustomResource(
+            f"{name}-alb-params",
+            api_version=params["apiVersion"],
+            kind=params["kind"],
+            metadata=params["metadata"],
+            spec=params["spec"],
+            opts=child,
+        )
+        ingress_spec: Any = ingress_class["spec"]
+        k8s.networking.v1.IngressClass(
+            f"{name}-alb", metadata=ingress_class["metadata"], spec=ingress_spec, opts=child
+        )
+        self.storage_class = np.STORAGE_CLASS
+        self.ingress_class = np.INGRESS_CLASS
+        self.register_outputs(
+            {"storage_class": self.storage_class, "ingress_class": self.ingress_class}
+        )
