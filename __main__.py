@@ -49,7 +49,18 @@ database = Database(
 )
 if settings.is_eks:
     # Node pools, the default StorageClass and the ALB IngressClass; the release does not wait.
-    ClusterAddons("addons", ClusterAddonsArgs(settings), k8s_opts)
+    assert network is not None and cluster.node_role_name is not None
+    assert cluster.node_security_group_id is not None
+    ClusterAddons(
+        "addons",
+        ClusterAddonsArgs(
+            settings,
+            node_role_name=cluster.node_role_name,
+            private_subnet_ids=network.private_subnet_ids,
+            security_group_id=cluster.node_security_group_id,
+        ),
+        k8s_opts,
+    )
 airflow = AirflowRelease(
     "airflow",
     AirflowReleaseArgs(

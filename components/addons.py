@@ -4,7 +4,8 @@ The add-ons themselves (node autoscaling, the EBS CSI driver, the load balancer 
 are EKS Auto Mode's, run and versioned by AWS with the cluster: nothing here installs or
 pins them, and none needs an IAM role of its own (Auto Mode works through the cluster
 role's Compute/BlockStorage/LoadBalancing policies). This component creates what they
-act on: the two node pools, the default StorageClass and the ALB IngressClass
+act on: the NodeClass (private subnets), the two node pools, the default StorageClass and
+the ALB IngressClass
 (`components/node_pools.py`). The Airflow release does not wait for any of it.
 """
 
@@ -17,12 +18,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import node_pools as np
+from components.naming import PART_OF
 from components.settings import Settings
 
 
 @dataclass(frozen=True)
 class ClusterAddonsArgs:
     settings: Settings
+    node_role_name: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[list[str]]
+    security_group_id: pulumi.Input[str]
 
 
 class ClusterAddons(pulumi.ComponentResource):
@@ -37,6 +42,17 @@ class ClusterAddons(pulumi.ComponentResource):
         super().__init__("airflow-platform:addons:ClusterAddons", name, None, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
+        node_class = pulumi.Output.all(
+            args.node_role_name, args.private_subnet_ids, args.security_group_id
+        ).apply(lambda a: np.node_class(a[0], list(a[1]), a[2]))
+        k8s.apiextensions.CustomResource(
+            f"{name}-node-class",
+            api_version="eks.amazonaws.com/v1",
+            kind="NodeClass",
+            metadata={"name": np.NODE_CLASS, "labels": PART_OF},
+            spec=node_class.apply(lambda m: m["spec"]),
+            opts=child,
+        )
         for pool in (np.platform_pool(s), np.task_pool(s)):
             k8s.apiextensions.CustomResource(
                 f"{name}-{pool['metadata']['name']}",

@@ -92,6 +92,8 @@ class Cluster(pulumi.ComponentResource):
     oidc_provider_arn: pulumi.Output[str] | None
     oidc_provider_url: pulumi.Output[str] | None
     node_security_group_id: pulumi.Output[str] | None
+    node_role_name: pulumi.Output[str] | None
+    """The IAM role Auto Mode's nodes run as (eks)."""
 
     def __init__(
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -106,6 +108,7 @@ class Cluster(pulumi.ComponentResource):
             self.oidc_provider_arn = None
             self.oidc_provider_url = None
             self.node_security_group_id = None
+            self.node_role_name = None
             self.provider = k8s.Provider(
                 f"{name}-k8s",
                 context=s.cluster.kube_context,
@@ -197,6 +200,7 @@ class Cluster(pulumi.ComponentResource):
         # With skipDefaultSecurityGroups this is the EKS-created cluster security group,
         # which Auto Mode's nodes (and so Airflow's pods) carry through the default NodeClass.
         self.node_security_group_id = cluster.node_security_group_id
+        self.node_role_name = cluster.auto_mode_node_role_name
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,

@@ -1,7 +1,7 @@
 """What the platform asks of EKS Auto Mode, as plain Kubernetes manifests (eks stacks).
 
-Two node pools (Auto Mode's managed Karpenter, `karpenter.sh/v1` NodePools on Auto Mode's
-`default` NodeClass):
+Two node pools (Auto Mode's managed Karpenter, `karpenter.sh/v1` NodePools) on the
+platform's own NodeClass, which keeps nodes in the private subnets:
 
 - **platform**: Airflow's own pods (scheduler, api-server, triggerer, dag-processor,
   PgBouncer, StatsD, the hook jobs). On-demand only, consolidated only when empty, one node
@@ -41,7 +41,8 @@ TASK_TOLERATION: Final = {
 }
 DO_NOT_DISRUPT: Final = {"karpenter.sh/do-not-disrupt": "true"}
 """On task pods: Karpenter does not consolidate a node away under a running task."""
-NODE_CLASS_REF: Final = {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+NODE_CLASS: Final = "airflow-platform"
+NODE_CLASS_REF: Final = {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": NODE_CLASS}
 STORAGE_CLASS: Final = "gp3-encrypted"
 EBS_PROVISIONER: Final = "ebs.csi.eks.amazonaws.com"
 """Auto Mode's EBS CSI driver (not the add-on's `ebs.csi.aws.com`)."""
@@ -116,6 +117,22 @@ def task_pool(settings: Settings) -> Manifest:
         settings,
         taints=[dict(TASK_TAINT)],
     )
+
+
+def node_class(role_name: str, subnet_ids: list[str], security_group_id: str) -> Manifest:
+    """The platform's NodeClass: nodes in the VPC's private subnets only (by id, so no other
+    VPC's subnets can match a tag), with the cluster security group, as Auto Mode's node role
+    (whose access entry EKS made for the built-in pool)."""
+    return {
+        "apiVersion": "eks.amazonaws.com/v1",
+        "kind": "NodeClass",
+        "metadata": {"name": NODE_CLASS, "labels": dict(PART_OF)},
+        "spec": {
+            "role": role_name,
+            "subnetSelectorTerms": [{"id": s} for s in subnet_ids],
+            "securityGroupSelectorTerms": [{"id": security_group_id}],
+        },
+    }
 
 
 def storage_class() -> Manifest:

@@ -243,6 +243,7 @@ class PlatformMocks(pmocks.Mocks):
                 oidcIssuer=f"oidc.eks.{r}.amazonaws.com/id/{OIDC_ID}",
                 nodeSecurityGroupId="sg-0eksclustersg0001",
                 clusterSecurityGroupId="sg-0eksclustersg0001",
+                autoModeNodeRoleName=f"{name}-nodeRole-1a2b3c4",
             )
         elif t == "docker:index/image:Image":
             image = str(inputs.get("imageName", name))

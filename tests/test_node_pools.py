@@ -26,7 +26,7 @@ from components.capacity import (
 from components.chart_values import _sizes
 from tests.chart_render import render_run, stack_settings
 from tests.chart_support import storage_classes, values_of
-from tests.harness import STACKS, Run, run_stack
+from tests.harness import STACKS, Run, _hex, run_stack
 
 EKS_STACKS = ("integration", "production")
 POOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -61,6 +61,7 @@ def test_auto_mode_runs_compute_storage_and_load_balancing(
     kinds = sorted(c.type for c in run.children(addons))
     assert kinds == [
         "kubernetes:eks.amazonaws.com/v1:IngressClassParams",
+        "kubernetes:eks.amazonaws.com/v1:NodeClass",
         POOL,
         POOL,
         "kubernetes:networking.k8s.io/v1:IngressClass",
@@ -80,8 +81,36 @@ def test_platform_pool_is_small_stable_and_on_demand(
     assert pool["spec"]["disruption"]["budgets"] == [{"nodes": "1"}]
     largest = max(vcpus(t) for t in settings.cluster.instance_types)
     assert pool["spec"]["limits"]["cpu"] == str(settings.cluster.max_nodes * largest)
-    assert pool["spec"]["template"]["spec"]["nodeClassRef"]["name"] == "default"
+    assert pool["spec"]["template"]["spec"]["nodeClassRef"] == np.NODE_CLASS_REF
     assert "taints" not in pool["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("stack", EKS_STACKS)
+def test_nodes_launch_in_the_private_subnets_only(stack_runs: dict[str, Run], stack: str) -> None:
+    """A NodeClass selects subnets by id (a tag could match another VPC's subnets), with the
+    cluster security group the database admits, as the node role EKS gave an access entry."""
+    run = stack_runs[stack]
+    node_class = run.one("kubernetes:eks.amazonaws.com/v1:NodeClass").inputs
+    subnets = run.of_type("aws:ec2/subnet:Subnet")
+    private = {
+        f"subnet-{_hex(s.name)}"  # the id the mocks give a subnet
+        for s in subnets
+        if s.inputs["tags"].get("kubernetes.io/role/internal-elb") == "1"
+    }
+    public = {
+        f"subnet-{_hex(s.name)}"
+        for s in subnets
+        if s.inputs["tags"].get("kubernetes.io/role/elb") == "1"
+    }
+    chosen = {t["id"] for t in node_class["spec"]["subnetSelectorTerms"]}
+    assert chosen == private and not chosen & public
+    eks = run.one("eks:index:Cluster").outputs
+    assert node_class["spec"]["securityGroupSelectorTerms"] == [
+        {"id": eks["clusterSecurityGroupId"]}
+    ]
+    assert node_class["spec"]["role"] == eks["autoModeNodeRoleName"]
+    rule = run.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule").inputs
+    assert rule["referencedSecurityGroupId"] == eks["clusterSecurityGroupId"]
 
 
 @pytest.mark.parametrize(("stack", "spot"), [("integration", True), ("production", False)])
