@@ -54,14 +54,7 @@ class ClusterAddons(pulumi.ComponentResource):
             opts=child,
         )
         for pool in (np.platform_pool(s), np.task_pool(s)):
-            k8s.apiextensions.CustomResource(
-                f"{name}-{pool['metadata']['name']}",
-                api_version=pool["apiVersion"],
-                kind=pool["kind"],
-                metadata=pool["metadata"],
-                spec=pool["spec"],
-                opts=child,
-            )
+            _custom(f"{name}-{pool['metadata']['name']}", pool, child)
         sc = np.storage_class()
         k8s.storage.v1.StorageClass(
             f"{name}-{sc['metadata']['name']}",
@@ -74,14 +67,7 @@ class ClusterAddons(pulumi.ComponentResource):
             opts=child,
         )
         params, ingress_class = np.alb_ingress_class(s)
-        k8s.apiextensions.CustomResource(
-            f"{name}-alb-params",
-            api_version=params["apiVersion"],
-            kind=params["kind"],
-            metadata=params["metadata"],
-            spec=params["spec"],
-            opts=child,
-        )
+        _custom(f"{name}-alb-params", params, child)
         ingress_spec: Any = ingress_class["spec"]
         k8s.networking.v1.IngressClass(
             f"{name}-alb", metadata=ingress_class["metadata"], spec=ingress_spec, opts=child
@@ -91,3 +77,17 @@ class ClusterAddons(pulumi.ComponentResource):
         self.register_outputs(
             {"storage_class": self.storage_class, "ingress_class": self.ingress_class}
         )
+
+
+def _custom(
+    name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions
+) -> k8s.apiextensions.CustomResource:
+    """A custom resource (NodePool, IngressClassParams) from its manifest."""
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=opts,
+    )

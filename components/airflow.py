@@ -407,15 +407,7 @@ class AirflowRelease(pulumi.ComponentResource):
             tags=tags(s, f"{name}-logs"),
             opts=self._child,
         )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-logs",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self._child,
-        )
+        self._block_public_access(f"{name}-logs", bucket)
         key_arn = self._task_log_key(s)
         self._bucket_encryption(f"{name}-logs", bucket, key_arn)
         if logs.versioning:
@@ -488,6 +480,18 @@ class AirflowRelease(pulumi.ComponentResource):
         )
         return key.arn
 
+    def _block_public_access(self, name: str, bucket: aws.s3.Bucket) -> None:
+        """All four public-access blocks on."""
+        aws.s3.BucketPublicAccessBlock(
+            name,
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._child,
+        )
+
     def _bucket_encryption(
         self, name: str, bucket: aws.s3.Bucket, key_arn: pulumi.Output[str] | None
     ) -> None:
@@ -532,15 +536,7 @@ class AirflowRelease(pulumi.ComponentResource):
             tags=tags(s, name),
             opts=self._child,
         )
-        aws.s3.BucketPublicAccessBlock(
-            name,
-            bucket=target.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self._child,
-        )
+        self._block_public_access(name, target)
         self._bucket_encryption(name, target, None)
         if logs.versioning:
             aws.s3.BucketVersioning(
