@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/actionlint
 
 typecheck: install
 	$(VENV)/bin/mypy

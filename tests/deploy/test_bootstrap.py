@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,18 @@ from botocore.exceptions import ClientError
 
 from components.settings import PROJECT
 from deploy.bootstrap import (
+    GITHUB_OIDC_AUDIENCE,
+    GITHUB_OIDC_HOST,
+    MANAGED_BY,
+    STATE_POLICY_NAME,
     BootstrapError,
     BootstrapResult,
+    GitHubResult,
     StateBackend,
+    bootstrap_github,
     bootstrap_state,
     default_names,
+    github_roles,
     main,
     parse_backend_file,
     render_backend_file,
@@ -562,3 +570,282 @@ def test_main_reports_a_refusal_without_traceback(
     assert capsys.readouterr().err == (
         "error: region 'Europe' is not an AWS region name (like eu-west-1)\n"
     )
+
+
+# --- GitHub Actions: OIDC provider and roles (IAM on moto) ----------------------------------
+
+REPO = "acme/airflow-platform"
+KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+ROLE_NAMES = {
+    "AWS_PREVIEW_ROLE_ARN": f"{PROJECT}-github-preview",
+    "AWS_INTEGRATION_ROLE_ARN": f"{PROJECT}-github-deploy-integration",
+    "AWS_PRODUCTION_ROLE_ARN": f"{PROJECT}-github-deploy-production",
+}
+SUB = f"{GITHUB_OIDC_HOST}:sub"
+AUD = f"{GITHUB_OIDC_HOST}:aud"
+
+
+class Account:
+    """A fresh moto account with AWS's managed policies, so each test starts from nothing."""
+
+    def __init__(self, aws: Aws) -> None:
+        self.id = str(random.randrange(10**11, 10**12))
+        self.iam = aws.client("iam", account=self.id)
+        self.sts = aws.client("sts", account=self.id)
+
+    def run(self, repo: str = REPO, bucket: str = "test-state-gh") -> GitHubResult:
+        return bootstrap_github(
+            self.iam, self.sts, repo=repo, bucket=bucket, key_arn=KEY_ARN, tags=TAGS
+        )
+
+    def trust(self, name: str) -> dict[str, Any]:
+        document: dict[str, Any] = self.iam.get_role(RoleName=name)["Role"][
+            "AssumeRolePolicyDocument"
+        ]
+        return document
+
+    def access(self, name: str) -> dict[str, Any]:
+        document: dict[str, Any] = self.iam.get_role_policy(
+            RoleName=name, PolicyName=STATE_POLICY_NAME
+        )["PolicyDocument"]
+        return document
+
+    def managed(self, name: str) -> list[str]:
+        attached = self.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
+        return sorted(p["PolicyArn"] for p in attached)
+
+
+@pytest.fixture
+def account(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Account:
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    return Account(aws)
+
+
+def subjects(trust: dict[str, Any]) -> list[str]:
+    (statement,) = trust["Statement"]
+    value = statement["Condition"]["StringLike"][SUB]
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_github_bootstrap_creates_the_provider_and_three_roles(account: Account):
+    result = account.run()
+
+    provider_arn = f"arn:aws:iam::{account.id}:oidc-provider/{GITHUB_OIDC_HOST}"
+    assert result.provider_arn == provider_arn
+    provider = account.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    assert provider["ClientIDList"] == [GITHUB_OIDC_AUDIENCE]
+    assert {
+        variable: arn.rsplit("/", 1)[1] for variable, arn in result.role_arns.items()
+    } == ROLE_NAMES
+    for arn in result.role_arns.values():
+        assert arn.startswith(f"arn:aws:iam::{account.id}:role/")
+    for name in ROLE_NAMES.values():
+        (statement,) = account.trust(name)["Statement"]
+        assert statement["Principal"] == {"Federated": provider_arn}
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Condition"]["StringEquals"] == {AUD: "sts.amazonaws.com"}
+        tags = {t["Key"]: t["Value"] for t in account.iam.get_role(RoleName=name)["Role"]["Tags"]}
+        assert tags["managed-by"] == MANAGED_BY
+    assert result.lines[0].startswith("created  OIDC provider")
+    assert all(line.split()[0] in ("created", "set") for line in result.lines)
+
+
+def test_each_role_trusts_only_its_own_subjects(account: Account):
+    account.run()
+    base = f"repo:{REPO}"
+    assert subjects(account.trust(ROLE_NAMES["AWS_PREVIEW_ROLE_ARN"])) == [
+        f"{base}:pull_request",
+        f"{base}:ref:refs/heads/main",
+        f"{base}:ref:refs/tags/*",
+    ]
+    assert subjects(account.trust(ROLE_NAMES["AWS_INTEGRATION_ROLE_ARN"])) == [
+        f"{base}:ref:refs/heads/main"
+    ]
+    assert subjects(account.trust(ROLE_NAMES["AWS_PRODUCTION_ROLE_ARN"])) == [
+        f"{base}:environment:production"
+    ]
+    deploy_subjects = subjects(account.trust(ROLE_NAMES["AWS_INTEGRATION_ROLE_ARN"])) + subjects(
+        account.trust(ROLE_NAMES["AWS_PRODUCTION_ROLE_ARN"])
+    )
+    assert not any("pull_request" in s or "*" in s for s in deploy_subjects)
+
+
+def test_rights_follow_the_purpose(account: Account):
+    account.run()
+    preview, integration, production = (
+        ROLE_NAMES[v]
+        for v in ("AWS_PREVIEW_ROLE_ARN", "AWS_INTEGRATION_ROLE_ARN", "AWS_PRODUCTION_ROLE_ARN")
+    )
+    assert account.managed(preview) == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    assert account.managed(integration) == ["arn:aws:iam::aws:policy/AdministratorAccess"]
+    assert account.managed(production) == ["arn:aws:iam::aws:policy/AdministratorAccess"]
+
+    def statements(name: str) -> dict[str, dict[str, Any]]:
+        return {st["Sid"]: st for st in account.access(name)["Statement"]}
+
+    read_only = statements(preview)
+    assert read_only["StateLocks"]["Resource"] == "arn:aws:s3:::test-state-gh/.pulumi/locks/*"
+    assert "StateWrite" not in read_only
+    assert read_only["SecretsKey"]["Resource"] == KEY_ARN
+    assert "kms:Decrypt" in read_only["SecretsKey"]["Action"]
+    for name in (integration, production):
+        assert statements(name)["StateWrite"]["Resource"] == "arn:aws:s3:::test-state-gh/*"
+    guard = statements(integration)["OtherStacksReadOnly"]
+    assert guard["Effect"] == "Deny"
+    assert guard["Resource"] == [f"arn:aws:s3:::test-state-gh/.pulumi/*/{PROJECT}/production*"]
+    assert "OtherStacksReadOnly" not in statements(production)
+    sessions = {
+        name: account.iam.get_role(RoleName=name)["Role"]["MaxSessionDuration"]
+        for name in (preview, integration, production)
+    }
+    assert sessions == {preview: 3600, integration: 7200, production: 7200}
+
+
+def test_github_bootstrap_second_run_changes_nothing(account: Account):
+    first = account.run()
+    second = account.run()
+    assert second.changes == ()
+    assert second.role_arns == first.role_arns
+    assert len(account.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]) == 1
+
+
+def test_github_bootstrap_repairs_what_was_changed(account: Account):
+    account.run()
+    preview = ROLE_NAMES["AWS_PREVIEW_ROLE_ARN"]
+    production = ROLE_NAMES["AWS_PRODUCTION_ROLE_ARN"]
+    loose = account.trust(production)
+    loose["Statement"][0]["Condition"]["StringLike"][SUB] = f"repo:{REPO}:*"
+    account.iam.update_assume_role_policy(RoleName=production, PolicyDocument=json.dumps(loose))
+    account.iam.attach_role_policy(
+        RoleName=preview, PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess"
+    )
+    account.iam.put_role_policy(
+        RoleName=preview,
+        PolicyName="extra",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }
+        ),
+    )
+    account.iam.delete_role_policy(RoleName=production, PolicyName=STATE_POLICY_NAME)
+    account.iam.update_role(RoleName=production, MaxSessionDuration=43200)
+
+    repairs = account.run().changes
+
+    assert subjects(account.trust(production)) == [f"repo:{REPO}:environment:production"]
+    assert account.managed(preview) == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    assert account.iam.list_role_policies(RoleName=preview)["PolicyNames"] == [STATE_POLICY_NAME]
+    assert account.access(production)["Statement"]
+    assert account.iam.get_role(RoleName=production)["Role"]["MaxSessionDuration"] == 7200
+    assert len(repairs) == 5, repairs
+    assert all(line.startswith("repaired") for line in repairs), repairs
+    assert any(f"repo:{REPO}:*" in line for line in repairs), repairs
+    assert account.run().changes == ()
+
+
+class AddsAudience:
+    """The IAM client, with AddClientIDToOpenIDConnectProvider recorded (moto lacks it)."""
+
+    def __init__(self, iam: Any) -> None:
+        self.iam = iam
+        self.added: list[dict[str, str]] = []
+
+    def add_client_id_to_open_id_connect_provider(self, **kwargs: str) -> None:
+        self.added.append(kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.iam, name)
+
+
+def test_an_existing_provider_is_kept_and_given_the_audience(account: Account):
+    arn = account.iam.create_open_id_connect_provider(
+        Url=f"https://{GITHUB_OIDC_HOST}",
+        ClientIDList=["https://github.com/acme"],
+        ThumbprintList=["f" * 40],
+    )["OpenIDConnectProviderArn"]
+    iam = AddsAudience(account.iam)
+
+    result = bootstrap_github(
+        iam, account.sts, repo=REPO, bucket="test-state-gh", key_arn=KEY_ARN, tags=TAGS
+    )
+
+    assert result.provider_arn == arn
+    assert f"ok       OIDC provider {arn}" in result.lines
+    assert iam.added == [{"OpenIDConnectProviderArn": arn, "ClientID": GITHUB_OIDC_AUDIENCE}]
+    assert any(line.startswith("repaired OIDC provider audience") for line in result.changes)
+    provider = account.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+    assert provider["ThumbprintList"] == ["f" * 40]
+
+
+def test_an_existing_provider_with_the_audience_is_left_alone(account: Account):
+    account.iam.create_open_id_connect_provider(
+        Url=f"https://{GITHUB_OIDC_HOST}",
+        ClientIDList=[GITHUB_OIDC_AUDIENCE],
+        ThumbprintList=["f" * 40],
+    )
+    lines = account.run().lines
+    assert [line for line in lines if "OIDC provider" in line][1].startswith("ok ")
+
+
+def test_a_role_of_someone_else_is_refused_before_anything_is_created(account: Account):
+    name = ROLE_NAMES["AWS_PRODUCTION_ROLE_ARN"]
+    account.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Statement": []}))
+
+    with pytest.raises(BootstrapError, match=f"IAM role {name} exists but was not created"):
+        account.run()
+
+    assert account.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
+    roles = [r["RoleName"] for r in account.iam.list_roles()["Roles"]]
+    assert roles == [name]
+
+
+@pytest.mark.parametrize(
+    "repo", ["acme", "acme/", "/x", "acme/x/y", "acme/x y", "https://github.com/acme/x", "a/.."]
+)
+def test_a_repository_that_is_not_owner_slash_name_is_refused(repo: str):
+    with pytest.raises(BootstrapError, match="must be given as <owner>/<name>"):
+        github_roles(PROJECT, repo)
+
+
+def test_main_with_github_repo_prints_the_variables(
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+):
+    import boto3
+
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    fresh = Account(aws).id
+    session_client = boto3.session.Session.client
+
+    def client_in_fresh_account(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        client = session_client(self, service, *args, **kwargs)
+
+        def as_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = fresh
+
+        client.meta.events.register(f"before-sign.{service}", as_account)
+        return client
+
+    monkeypatch.setattr(boto3.session.Session, "client", client_in_fresh_account)
+    argv = ["--region", "us-east-2", "--output", str(tmp_path / "s.yaml"), "--github-repo", REPO]
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for variable, name in ROLE_NAMES.items():
+        assert (
+            f"gh variable set {variable} --repo {REPO}"
+            f" --body 'arn:aws:iam::{fresh}:role/{name}'" in out
+        )
+    assert f"gh variable set AWS_REGION --repo {REPO} --body 'us-east-2'" in out
+
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "created" not in again and "repaired" not in again, again
+
+    assert main([*argv[:-1], "acme"]) == 1
+    assert "must be given as <owner>/<name>" in capsys.readouterr().err
