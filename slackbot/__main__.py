@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
@@ -53,13 +54,15 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
     redactor = Redactor()
     poster = SlackPoster(client, redactor)
     audit = AuditLog(settings.audit_log)
-    plan_dir = Path(tempfile.mkdtemp(prefix="slackbot-plans-"))
+    state_dir = settings.state_dir or settings.audit_log.parent / "state"
+    _remove_legacy_plan_dirs()
     jobs = JobPool()
+    status_jobs = JobPool(workers=4, name="slackbot-status")
     runner = PulumiStackRunner(
         settings.project_dir,
         backend_url=settings.backend_url,
         secrets_provider=settings.secrets_provider,
-        fingerprint_ignores=(settings.audit_log,),
+        fingerprint_ignores=(settings.audit_log, state_dir),
     )
     chatops = ChatOps(
         stacks=stacks,
@@ -70,12 +73,16 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
         jobs=jobs,
         redactor=redactor,
         options=BotOptions(
-            plan_dir=plan_dir,
+            state_dir=state_dir,
             command=settings.command,
             progress_interval=settings.progress_interval,
             notify_channel=settings.notify_channel,
+            operation_timeout=settings.operation_timeout,
+            cancel_grace=settings.cancel_grace,
         ),
+        status_jobs=status_jobs,
     )
+    listeners = ThreadPoolExecutor(max_workers=32, thread_name_prefix="slackbot-listener")
     app = build_app(
         chatops,
         poster,
@@ -83,6 +90,7 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
         client=client,
         signing_secret=settings.signing_secret or "",
         command=settings.command,
+        listener_executor=listeners,
     )
     for record in chatops.report_unfinished():
         logger.warning(
@@ -91,6 +99,7 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
             record.stack,
             record.user,
         )
+    chatops.start()
     logger.info("stacks: %s; policy pack: %s", ", ".join(stacks), runner.policy_pack)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
@@ -100,15 +109,29 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
             logger.info("starting in Socket Mode")
             SocketModeHandler(app, settings.app_token).start()  # type: ignore[no-untyped-call]
         else:
-            server = BoltHTTPServer((settings.host, settings.port), app)
+            server = BoltHTTPServer(
+                (settings.host, settings.port), app, signing_secret=settings.signing_secret or ""
+            )
             logger.info("listening on http://%s:%d/slack/events", settings.host, settings.port)
             server.serve_forever()
     except KeyboardInterrupt:
         logger.info("stopping; waiting for running operations to finish")
     finally:
+        chatops.close()
         jobs.shutdown(wait_for_jobs=True)
-        shutil.rmtree(plan_dir, ignore_errors=True)
+        status_jobs.shutdown(wait_for_jobs=False)
+        listeners.shutdown(wait=False)
     return 0
+
+
+def _remove_legacy_plan_dirs() -> None:
+    """Earlier versions kept plans in the system temp directory; a SIGKILL left them there."""
+    for path in Path(tempfile.gettempdir()).glob("slackbot-plans-*"):
+        try:
+            if path.is_dir() and path.stat().st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:

@@ -69,6 +69,15 @@ class StackAccess(BaseModel):
     destroy_enabled: bool | None = Field(
         default=None, description="Defaults to false on production, true elsewhere."
     )
+    branch_deploys: bool = Field(
+        default=False,
+        description="`up`/`preview` with `branch=<name>` may deploy a branch's DAGs "
+        "(never on production, whatever this says).",
+    )
+    channel: ChannelId | None = Field(
+        default=None, description="Where scheduled reports (drift) about the stack go."
+    )
+    drift_check: bool = Field(default=True, description="Include the stack in drift checks.")
 
 
 class AccessConfig(BaseModel):
@@ -77,6 +86,9 @@ class AccessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     approval_window_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    drift_interval_hours: float = Field(
+        default=24, ge=0, le=24 * 31, description="How often to check for drift; 0: never."
+    )
     stacks: dict[str, StackAccess] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -132,6 +144,34 @@ def authorise(
     if rules is None or not any(rule.matches(user, channel, operation) for rule in rules.allow):
         return Decision(False, f"You may not run `{operation}` on `{stack}` from this channel.")
     return Decision(True)
+
+
+def branch_deploys_allowed(config: AccessConfig, stack: str) -> bool:
+    """Branch deploys need `branch_deploys: true`; production never allows them."""
+    if stack == PROTECTED_STACK:
+        return False
+    rules = config.stacks.get(stack)
+    return rules is not None and rules.branch_deploys
+
+
+def may_cancel(config: AccessConfig, user: str, requester: str, stack: str) -> bool:
+    """The requester of an operation or an approver of its stack may cancel it."""
+    rules = config.stacks.get(stack)
+    return user == requester or (rules is not None and user in rules.approvers)
+
+
+def report_channel(config: AccessConfig, stack: str) -> str | None:
+    """The stack's channel: `channel`, else the first channel named in its rules."""
+    rules = config.stacks.get(stack)
+    if rules is None:
+        return None
+    if rules.channel is not None and rules.channel != WILDCARD:
+        return rules.channel
+    for rule in rules.allow:
+        for channel in rule.channels:
+            if channel != WILDCARD:
+                return channel
+    return None
 
 
 def needs_approval(config: AccessConfig, stack: str, operation: Operation) -> bool:

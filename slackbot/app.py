@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
-from slackbot.blocks import ACTION_APPROVE, ACTION_CANCEL, ACTION_REFRESH
+from slackbot.blocks import (
+    ACTION_APPROVE,
+    ACTION_CANCEL,
+    ACTION_DRIFT_REFRESH,
+    ACTION_DRIFT_UP,
+    ACTION_REFRESH,
+)
+from slackbot.dedup import DeliveryLog, delivery_keys
+from slackbot.http_server import one_line
 from slackbot.jobs import JobPool
 from slackbot.poster import Poster
 from slackbot.service import ChatOps
@@ -30,6 +39,8 @@ def build_app(
     signing_secret: str,
     command: str = "/airflow",
     token_verification: bool = True,
+    deliveries: DeliveryLog | None = None,
+    listener_executor: Executor | None = None,
 ) -> App:
     """A bolt app with request signature verification on; listeners only ack and hand off."""
     app = App(
@@ -38,7 +49,25 @@ def build_app(
         request_verification_enabled=True,
         token_verification_enabled=token_verification,
         name="airflow-platform-slackbot",
+        listener_executor=listener_executor,
     )
+    seen = deliveries if deliveries is not None else DeliveryLog()
+
+    @app.middleware
+    def run_each_delivery_once(
+        req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        """After bolt's signature check: a replayed or retried delivery is acked, not run."""
+        if seen.first(delivery_keys(req.raw_body)):
+            return next()
+        retry = (req.headers.get("x-slack-retry-num") or [""])[0]
+        reason = (req.headers.get("x-slack-retry-reason") or [""])[0]
+        logger.info(
+            "duplicate delivery ignored (retry %s, %s)",
+            one_line(retry, 8) or "none",
+            one_line(reason, 40) or "replay",
+        )
+        return BoltResponse(status=200, body="")
 
     @app.command(command)
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
@@ -78,5 +107,11 @@ def build_app(
     )
     app.action(ACTION_REFRESH)(
         button(lambda stack, user, channel: chatops.handle_refresh_offer(user, channel, stack))
+    )
+    app.action(ACTION_DRIFT_REFRESH)(
+        button(lambda stack, user, channel: chatops.handle_refresh_offer(user, channel, stack))
+    )
+    app.action(ACTION_DRIFT_UP)(
+        button(lambda stack, user, channel: chatops.handle_up_offer(user, channel, stack))
     )
     return app

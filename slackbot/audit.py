@@ -33,6 +33,8 @@ class OperationRecord:
     stack: str
     operation: str
     approver: str | None = None
+    branch: str | None = None
+    """The DAG branch the operation deploys (`branch=`), when one was asked for."""
 
 
 class AuditLog:
@@ -136,6 +138,7 @@ def record_from_entry(entry: Mapping[str, Any]) -> OperationRecord:
         stack=str(entry.get("stack", "")),
         operation=str(entry.get("operation", "")),
         approver=entry.get("approver") if isinstance(entry.get("approver"), str) else None,
+        branch=entry.get("branch") if isinstance(entry.get("branch"), str) else None,
     )
 
 
@@ -147,4 +150,5 @@ def _fields(record: OperationRecord) -> dict[str, Any]:
         "stack": record.stack,
         "operation": record.operation,
         "approver": record.approver,
+        **({"branch": record.branch} if record.branch else {}),
     }

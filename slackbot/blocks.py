@@ -7,6 +7,8 @@ from typing import Any
 ACTION_APPROVE = "airflow_approve"
 ACTION_CANCEL = "airflow_cancel"
 ACTION_REFRESH = "airflow_refresh"
+ACTION_DRIFT_REFRESH = "airflow_drift_refresh"
+ACTION_DRIFT_UP = "airflow_drift_up"
 
 Blocks = list[dict[str, Any]]
 
@@ -48,6 +50,21 @@ def refresh_offer_blocks(text: str, stack: str) -> Blocks:
             "type": "actions",
             "block_id": "airflow_recovery",
             "elements": [_button(ACTION_REFRESH, f"Refresh {stack}", stack, "primary")],
+        },
+    ]
+
+
+def drift_blocks(text: str, stack: str) -> Blocks:
+    """A drift report: refresh (accept the cloud's state) or up (restore the program's)."""
+    return [
+        _section(text),
+        {
+            "type": "actions",
+            "block_id": "airflow_drift",
+            "elements": [
+                _button(ACTION_DRIFT_REFRESH, f"Refresh {stack}", stack),
+                _button(ACTION_DRIFT_UP, f"Up {stack}", stack, "primary"),
+            ],
         },
     ]
 

@@ -11,8 +11,8 @@ logger = logging.getLogger(__name__)
 
 
 class JobPool:
-    def __init__(self, workers: int = 8) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slackbot-job")
+    def __init__(self, workers: int = 8, name: str = "slackbot-job") -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._lock = threading.Lock()
         self._futures: set[Future[None]] = set()
 

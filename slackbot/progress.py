@@ -13,6 +13,7 @@ from pulumi.automation import EngineEvent, OpType
 from slackbot.text import first_line
 
 Clock = Callable[[], float]
+_MAX_CHANGED = 200
 
 _VERB = {
     OpType.CREATE: "creating",
@@ -40,6 +41,8 @@ class ProgressSnapshot:
     mandatory_policy_violations: int = 0
     summary_changes: dict[str, int] | None = None
     """The engine's own totals, once its summary event has arrived."""
+    changed: tuple[tuple[str, str, str], ...] = ()
+    """(op, type, name) of every resource with a step other than `same`, in order."""
 
 
 class ProgressTracker:
@@ -53,6 +56,7 @@ class ProgressTracker:
         self._first_error: str | None = None
         self._violations = 0
         self._summary: dict[str, int] | None = None
+        self._changed: list[tuple[str, str, str]] = []
 
     def on_event(self, event: EngineEvent) -> None:
         with self._lock:
@@ -61,6 +65,10 @@ class ProgressTracker:
                 if meta.op is not OpType.SAME:
                     verb = _VERB.get(meta.op, str(meta.op.value))
                     self._current = f"{verb} {meta.type} `{_resource_name(meta.urn)}`"
+                    if len(self._changed) < _MAX_CHANGED:
+                        self._changed.append(
+                            (str(meta.op.value), meta.type, _resource_name(meta.urn))
+                        )
             if event.res_outputs_event is not None:
                 self._done[str(event.res_outputs_event.metadata.op.value)] += 1
             if event.res_op_failed_event is not None:
@@ -90,6 +98,7 @@ class ProgressTracker:
                 first_error=self._first_error,
                 mandatory_policy_violations=self._violations,
                 summary_changes=dict(self._summary) if self._summary is not None else None,
+                changed=tuple(self._changed),
             )
 
 

@@ -55,6 +55,8 @@ class RunRequest:
     use_plan: Path | None = None
     clear_pending_creates: bool = False
     message: str | None = None
+    refresh: bool = False
+    """Refresh the state from the cloud before previewing (a drift check)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,14 @@ class StackStatus:
     last_update: UpdateRecord | None
     outputs: tuple[StackOutput, ...]
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One stack config value; secret values are decrypted and must never be shown."""
+
+    value: str = field(repr=False)
+    secret: bool
 
 
 class RunnerError(Exception):
@@ -122,6 +132,18 @@ class StackRunner(Protocol):
 
     def fingerprint(self, stack: str) -> str:
         """A value that changes whenever the stack's state or the program changes."""
+        ...
+
+    def config(self, stack: str) -> Mapping[str, ConfigEntry]:
+        """The stack's config by full key (`project:key`), secrets decrypted."""
+        ...
+
+    def set_config(self, stack: str, values: Mapping[str, str | None]) -> None:
+        """Set plain config values on the stack; None removes the key."""
+        ...
+
+    def cancel(self, stack: str) -> None:
+        """Ask the backend to cancel the operation running on the stack."""
         ...
 
 
@@ -232,9 +254,38 @@ class PulumiStackRunner:
         if summary is not None:
             digest.update(f"{summary.version}|{summary.kind}|{summary.result}|".encode())
         for path in self._program_files():
-            digest.update(str(path.relative_to(self._project_dir)).encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            relative = path.relative_to(self._project_dir)
+            try:
+                content = path.read_bytes()
+            except OSError as error:
+                raise RunnerError(
+                    f"Cannot read `{relative}` in the bot's checkout "
+                    f"({error.strerror or type(error).__name__})."
+                ) from None
+            digest.update(str(relative).encode() + b"\0")
+            digest.update(hashlib.sha256(content).digest())
         return digest.hexdigest()
+
+    def config(self, stack_name: str) -> dict[str, ConfigEntry]:
+        with _translated_errors(stack_name):
+            values = self._select(stack_name).get_all_config()
+        return {
+            key: ConfigEntry(_config_text(item.value), bool(item.secret))
+            for key, item in values.items()
+        }
+
+    def set_config(self, stack_name: str, values: Mapping[str, str | None]) -> None:
+        with _translated_errors(stack_name):
+            stack = self._select(stack_name)
+            for key, value in values.items():
+                if value is None:
+                    stack.remove_config(key)
+                else:
+                    stack.set_config(key, auto.ConfigValue(value, secret=False))
+
+    def cancel(self, stack_name: str) -> None:
+        with _translated_errors(stack_name):
+            self._select(stack_name).cancel()
 
     def _select(self, stack_name: str) -> auto.Stack:
         env_vars, secrets_provider = self._backend_env(stack_name)
@@ -279,6 +330,7 @@ class PulumiStackRunner:
                 color="never",
                 policy_packs=self._policy_packs(),
                 plan=str(request.save_plan) if request.save_plan else None,
+                refresh=True if request.refresh else None,
             )
         return RunResult(_changes(result.change_summary))
 
@@ -292,7 +344,9 @@ class PulumiStackRunner:
             dirs[:] = sorted(
                 name
                 for name in dirs
-                if not name.startswith(".") and name not in _FINGERPRINT_SKIPPED_DIRS
+                if not name.startswith(".")
+                and name not in _FINGERPRINT_SKIPPED_DIRS
+                and (Path(root) / name).resolve() not in self._fingerprint_ignores
             )
             for name in sorted(names):
                 path = Path(root) / name
@@ -330,6 +384,10 @@ def _first_cli_error(text: str) -> str | None:
         if stripped.lower().startswith("error:"):
             return stripped
     return None
+
+
+def _config_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
 
 
 def _changes(changes: Mapping[Any, int] | None) -> dict[str, int]:

@@ -33,6 +33,10 @@ class Settings:
     backend_url: str | None = None
     secrets_provider: str = "passphrase"
     slack_api_url: str | None = None
+    state_dir: Path | None = None
+    """Pending approvals and their plans; defaults to `state/` beside the audit log."""
+    operation_timeout: float = 2 * 3600.0
+    cancel_grace: float = 120.0
 
     @property
     def socket_mode(self) -> bool:
@@ -87,6 +91,23 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         backend_url=optional("PULUMI_BACKEND_URL"),
         secrets_provider=optional("PULUMI_SECRETS_PROVIDER") or "passphrase",
         slack_api_url=optional("SLACK_API_URL"),
+        state_dir=Path(optional("SLACKBOT_STATE_DIR") or audit_log.parent / "state"),
+        operation_timeout=_number(
+            "SLACKBOT_OPERATION_TIMEOUT_SECONDS",
+            optional("SLACKBOT_OPERATION_TIMEOUT_SECONDS"),
+            2 * 3600.0,
+            float,
+            10,
+            24 * 3600,
+        ),
+        cancel_grace=_number(
+            "SLACKBOT_CANCEL_GRACE_SECONDS",
+            optional("SLACKBOT_CANCEL_GRACE_SECONDS"),
+            120.0,
+            float,
+            1,
+            3600,
+        ),
     )
 
 

@@ -36,6 +36,9 @@ class Outcome:
     error: str | None = None
     approver: str | None = None
     preview_of: Operation | None = None
+    stop_reason: str | None = None
+    """Set when the operation was cancelled or timed out (`cancelled by <@U1>`)."""
+    refresh_hint: str | None = None
 
 
 def format_duration(seconds: float) -> str:
@@ -85,6 +88,15 @@ def render_outputs(outputs: Sequence[StackOutput]) -> str:
 def render_outcome(outcome: Outcome) -> str:
     """The final summary posted when an operation ends."""
     name = _display_name(outcome)
+    if outcome.stop_reason is not None:
+        lines = [
+            f":octagonal_sign: `{name}` was {outcome.stop_reason} after "
+            f"{format_duration(outcome.duration)} (requested by <@{outcome.user}>)",
+            f"*Changes so far:* {render_counts(outcome.changes)}",
+        ]
+        if outcome.refresh_hint:
+            lines.append(f"The stack may hold pending operations: run `{outcome.refresh_hint}`.")
+        return "\n".join(lines)
     icon, verdict = (":white_check_mark:", "succeeded") if outcome.succeeded else (":x:", "failed")
     lines = [
         f"{icon} `{name}` {verdict} in {format_duration(outcome.duration)} "

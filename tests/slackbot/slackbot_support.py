@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import itertools
 import json
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,7 +32,14 @@ from slackbot.http_server import BoltHTTPServer
 from slackbot.jobs import JobPool
 from slackbot.poster import SlackPoster
 from slackbot.redact import Redactor
-from slackbot.runner import EventSink, RunnerError, RunRequest, RunResult, StackStatus
+from slackbot.runner import (
+    ConfigEntry,
+    EventSink,
+    RunnerError,
+    RunRequest,
+    RunResult,
+    StackStatus,
+)
 from slackbot.service import BotOptions, ChatOps
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
@@ -145,6 +154,14 @@ class Script:
     gate: threading.Event | None = None
     """When set, the operation waits for this event (a slow operation)."""
     event_delay: float = 0.0
+    hang: bool = False
+    """Wait until cancelled through `FakeRunner.cancel` (a hung operation)."""
+    ignore_cancel: bool = False
+    """With `gate`: a cancel does not stop the operation (Pulumi never answers)."""
+
+
+class CancelledByRunner(RunnerError):
+    """What the fake raises when an operation was cancelled."""
 
 
 class FakeRunner:
@@ -159,6 +176,15 @@ class FakeRunner:
         self.running: dict[str, int] = {}
         self.max_parallel_per_stack: dict[str, int] = {}
         self.started = threading.Event()
+        self.configs: dict[str, dict[str, ConfigEntry]] = {}
+        self.config_writes: list[tuple[str, dict[str, str | None]]] = []
+        self.cancels: list[str] = []
+        self.status_delay = 0.0
+        self.status_calls = 0
+        self.fingerprint_error: Exception | None = None
+        self.errors: dict[str, Exception] = {}
+        """Raise this from `config` or `status` (keyed by method name)."""
+        self._cancelled: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     @property
@@ -172,13 +198,23 @@ class FakeRunner:
             self.running[request.stack] = count
             peak = self.max_parallel_per_stack.get(request.stack, 0)
             self.max_parallel_per_stack[request.stack] = max(peak, count)
+            cancelled = self._cancelled[request.stack] = threading.Event()
         self.started.set()
         script = self.scripts.get(request.stack, Script())
         try:
             if request.save_plan is not None:
                 request.save_plan.write_text('{"plan": true}', encoding="utf-8")
-            if script.gate is not None and not script.gate.wait(WAIT):
-                raise RunnerError("the test never released the operation")
+            if script.hang:
+                if not cancelled.wait(WAIT):
+                    raise RunnerError("the hung operation was never cancelled")
+                raise CancelledByRunner("error: update canceled")
+            if script.gate is not None:
+                deadline = time.monotonic() + WAIT
+                while not script.gate.wait(0.01):
+                    if cancelled.is_set() and not script.ignore_cancel:
+                        raise CancelledByRunner("error: update canceled")
+                    if time.monotonic() > deadline:
+                        raise RunnerError("the test never released the operation")
             for engine_event in script.events:
                 on_event(engine_event)
                 if script.event_delay:
@@ -191,10 +227,41 @@ class FakeRunner:
                 self.running[request.stack] -= 1
 
     def status(self, stack: str) -> StackStatus:
+        with self._lock:
+            self.status_calls += 1
+        if "status" in self.errors:
+            raise self.errors["status"]
+        if self.status_delay:
+            time.sleep(self.status_delay)
         return self.statuses.get(stack, StackStatus(stack, None, ()))
 
     def fingerprint(self, stack: str) -> str:
+        if self.fingerprint_error is not None:
+            raise self.fingerprint_error
         return self.fingerprints.get(stack, "v1")
+
+    def config(self, stack: str) -> dict[str, ConfigEntry]:
+        if "config" in self.errors:
+            raise self.errors["config"]
+        with self._lock:
+            return dict(self.configs.get(stack, {}))
+
+    def set_config(self, stack: str, values: Mapping[str, str | None]) -> None:
+        with self._lock:
+            self.config_writes.append((stack, dict(values)))
+            current = self.configs.setdefault(stack, {})
+            for key, value in values.items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = ConfigEntry(value, secret=False)
+
+    def cancel(self, stack: str) -> None:
+        with self._lock:
+            self.cancels.append(stack)
+            event = self._cancelled.get(stack)
+        if event is not None:
+            event.set()
 
     def requests_for(self, stack: str) -> list[RunRequest]:
         with self._lock:
@@ -324,7 +391,9 @@ class BotHarness:
         jobs: JobPool,
         audit: AuditLog,
         clock: MutableClock,
+        listeners: ThreadPoolExecutor,
     ) -> None:
+        self.listeners = listeners
         self.chatops = chatops
         self.server = server
         self.jobs = jobs
@@ -371,14 +440,24 @@ class BotHarness:
         return self.signed(action_body(action_id, value, user, channel))
 
     def idle(self, timeout: float = WAIT) -> None:
-        assert self.jobs.wait_idle(timeout), "background jobs did not finish"
+        assert self.chatops.wait_idle(timeout), "background jobs did not finish"
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
+        self.chatops.close()
         self.jobs.wait_idle(WAIT)
         self.jobs.shutdown()
+        self.listeners.shutdown(wait=True)
+
+
+_TRIGGERS = itertools.count(1)
+
+
+def trigger_id() -> str:
+    """Slack gives every invocation (command, click) its own trigger id."""
+    return f"{next(_TRIGGERS)}.{time.time_ns()}"
 
 
 def command_body(text: str, user: str, channel: str) -> str:
@@ -395,7 +474,7 @@ def command_body(text: str, user: str, channel: str) -> str:
             "text": text,
             "api_app_id": "A1",
             "response_url": "https://hooks.slack.invalid/commands/T1/1/x",
-            "trigger_id": "1.2.3",
+            "trigger_id": trigger_id(),
         }
     )
 
@@ -408,7 +487,7 @@ def action_body(action_id: str, value: str, user: str, channel: str) -> str:
         "api_app_id": "A1",
         "token": "legacy",
         "container": {"type": "message", "channel_id": channel, "message_ts": "1.1"},
-        "trigger_id": "1.2.3",
+        "trigger_id": trigger_id(),
         "channel": {"id": channel, "name": "deploy"},
         "message": {"ts": "1.1", "text": "approval"},
         "response_url": "https://hooks.slack.invalid/actions/T1/1/x",
@@ -442,6 +521,9 @@ def start_bot(
     access: Mapping[str, Any] = ACCESS,
     stacks: Iterable[str] = STACKS,
     progress_interval: float = 30.0,
+    operation_timeout: float = 3600.0,
+    cancel_grace: float = 5.0,
+    housekeeping_interval: float = 60.0,
 ) -> BotHarness:
     client = WebClient(token=BOT_TOKEN, base_url=slack_api.base_url, timeout=5)
     redactor = Redactor()
@@ -449,8 +531,6 @@ def start_bot(
     audit = AuditLog(tmp_path / "audit" / "audit.jsonl")
     jobs = JobPool(workers=8)
     clock = MutableClock()
-    plan_dir = tmp_path / "plans"
-    plan_dir.mkdir(exist_ok=True)
     chatops = ChatOps(
         stacks=list(stacks),
         access=AccessConfig.model_validate(access),
@@ -459,12 +539,27 @@ def start_bot(
         audit=audit,
         jobs=jobs,
         redactor=redactor,
-        options=BotOptions(plan_dir=plan_dir, progress_interval=progress_interval),
+        options=BotOptions(
+            state_dir=tmp_path / "state",
+            progress_interval=progress_interval,
+            operation_timeout=operation_timeout,
+            cancel_grace=cancel_grace,
+            housekeeping_interval=housekeeping_interval,
+        ),
         clock=clock,
     )
-    app = build_app(chatops, poster, jobs, client=client, signing_secret=SIGNING_SECRET)
-    server = BoltHTTPServer(("127.0.0.1", 0), app)
-    return BotHarness(chatops, server, jobs, audit, clock)
+    listeners = ThreadPoolExecutor(max_workers=16, thread_name_prefix="test-listener")
+    app = build_app(
+        chatops,
+        poster,
+        jobs,
+        client=client,
+        signing_secret=SIGNING_SECRET,
+        listener_executor=listeners,
+    )
+    server = BoltHTTPServer(("127.0.0.1", 0), app, signing_secret=SIGNING_SECRET)
+    chatops.start()
+    return BotHarness(chatops, server, jobs, audit, clock, listeners)
 
 
 def approval_id_from(call: ApiCall) -> str:

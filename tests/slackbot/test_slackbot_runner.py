@@ -177,3 +177,52 @@ def test_the_real_runner_drives_a_tiny_local_program(tmp_path: Path, monkeypatch
     assert refreshed.changes.get("same", 0) >= 1
     runner.run(RunRequest("dev", Operation.DESTROY), lambda _e: None)
     assert runner.status("dev").outputs == ()
+
+
+class _RecordingStack:
+    """Stands in for `auto.Stack` where only the calls made matter."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def get_all_config(self):
+        return {
+            "airflow-platform:owner": auto.ConfigValue("data", secret=False),
+            "airflow-platform:databasePassword": auto.ConfigValue(SECRET, secret=True),
+        }
+
+    def set_config(self, key, value):
+        self.calls.append(("set", (key, value.value, value.secret)))
+
+    def remove_config(self, key):
+        self.calls.append(("remove", key))
+
+    def cancel(self):
+        self.calls.append(("cancel", None))
+
+    def preview(self, **kwargs):
+        self.calls.append(("preview", kwargs))
+        return auto.PreviewResult(stdout="", stderr="", change_summary={auto.OpType.UPDATE: 1})
+
+
+def test_config_cancel_and_refresh_preview_go_through_the_automation_api(tmp_path, monkeypatch):
+    runner = PulumiStackRunner(tmp_path)
+    stack = _RecordingStack()
+    monkeypatch.setattr(runner, "_select", lambda _name: stack)
+
+    config = runner.config("integration")
+    runner.set_config("integration", {"airflow-platform:airflow.gitSync.branch": "f", "k": None})
+    runner.cancel("integration")
+    result = runner.run(RunRequest("integration", Operation.PREVIEW, refresh=True), lambda _e: None)
+
+    assert config["airflow-platform:databasePassword"].secret
+    assert config["airflow-platform:databasePassword"].value == SECRET
+    assert SECRET not in repr(config)
+    assert stack.calls[:3] == [
+        ("set", ("airflow-platform:airflow.gitSync.branch", "f", False)),
+        ("remove", "k"),
+        ("cancel", None),
+    ]
+    kind, kwargs = stack.calls[3]
+    assert kind == "preview" and isinstance(kwargs, dict) and kwargs["refresh"] is True
+    assert result.changes == {"update": 1}

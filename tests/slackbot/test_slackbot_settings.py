@@ -88,3 +88,22 @@ def test_main_reports_an_invalid_access_file(project, capsys):
 
     assert code == 2
     assert "stacks.local.allow.0.users" in capsys.readouterr().err
+
+
+def test_state_dir_and_time_outs(project):
+    defaults = load_settings(env(project))
+    assert defaults.state_dir == project / "state"
+    assert (defaults.operation_timeout, defaults.cancel_grace) == (7200.0, 120.0)
+
+    custom = load_settings(
+        env(
+            project,
+            SLACKBOT_STATE_DIR=str(project / "elsewhere"),
+            SLACKBOT_OPERATION_TIMEOUT_SECONDS="600",
+            SLACKBOT_CANCEL_GRACE_SECONDS="30",
+        )
+    )
+    assert custom.state_dir == project / "elsewhere"
+    assert (custom.operation_timeout, custom.cancel_grace) == (600.0, 30.0)
+    with pytest.raises(SettingsError, match="SLACKBOT_OPERATION_TIMEOUT_SECONDS"):
+        load_settings(env(project, SLACKBOT_OPERATION_TIMEOUT_SECONDS="soon"))
