@@ -48,7 +48,7 @@ init: install
 
 bootstrap: install
 	@$(DEPLOY) bootstrap --region $(REGION) $(if $(BUCKET),--bucket $(BUCKET)) \
-		$(if $(KEY_ALIAS),--key-alias $(KEY_ALIAS))
+		$(if $(KEY_ALIAS),--key-alias $(KEY_ALIAS)) $(if $(GITHUB_REPO),--github-repo $(GITHUB_REPO))
 
 unmount: install
 	@$(DEPLOY) unmount
