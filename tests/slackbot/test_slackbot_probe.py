@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +31,6 @@ from tests.slackbot.slackbot_support import (
     command_body,
     diagnostic,
     sign,
-    typical_events,
 )
 
 CONFIG_SECRET = "db-Pa55word-from-config"
@@ -329,25 +326,6 @@ def test_forty_status_calls_do_not_delay_an_acked_up(bot, runner, slack_api):
     delay = started["local"] - acked
     print(f"up started {delay * 1000:.0f} ms after its ack behind 40 status calls")
     assert delay < 2.0
-
-
-def test_ack_latency_of_twenty_concurrent_commands(bot, runner, slack_api):
-    gate = threading.Event()
-    runner.scripts["local"] = Script(gate=gate, events=typical_events("local"))
-    bot.command("up local", channel=DEPLOY_CHANNEL)
-    assert runner.started.wait(5)
-    texts = ["status integration", "preview integration", "up local", "help", "status local"]
-    try:
-        with ThreadPoolExecutor(max_workers=20) as pool:
-            replies = list(pool.map(lambda i: bot.command(texts[i % len(texts)]), range(20)))
-    finally:
-        gate.set()
-    latencies = sorted(reply.seconds for reply in replies)
-    p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    print(f"ack latency (20 concurrent): p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms")
-    bot.idle()
-    assert p99 < 0.3
 
 
 def test_no_plan_files_in_the_system_temp_directory(bot, runner, slack_api, tmp_path: Path):
