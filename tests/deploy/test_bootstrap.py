@@ -14,21 +14,23 @@ from botocore.exceptions import ClientError
 
 from components.settings import PROJECT
 from deploy.bootstrap import (
-    GITHUB_OIDC_AUDIENCE,
-    GITHUB_OIDC_HOST,
     MANAGED_BY,
-    STATE_POLICY_NAME,
     BootstrapError,
     BootstrapResult,
-    GitHubResult,
     StateBackend,
-    bootstrap_github,
     bootstrap_state,
     default_names,
-    github_roles,
     main,
     parse_backend_file,
     render_backend_file,
+)
+from deploy.github_oidc import (
+    GITHUB_OIDC_AUDIENCE,
+    GITHUB_OIDC_HOST,
+    STATE_POLICY_NAME,
+    GitHubResult,
+    bootstrap_github,
+    github_roles,
 )
 from tests.deploy.conftest import DUMMY_ACCOUNT, REGION, Aws, Names
 
