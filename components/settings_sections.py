@@ -1,0 +1,436 @@
+"""The sections of a stack's settings: one pydantic model per `Pulumi.<stack>.yaml` section.
+
+`components/settings.py` assembles them into `Settings` and parses a stack's config; the
+names here are imported from there too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from components.aws_catalog import (
+    EKS_DEFAULT_VERSION,
+    eks_version_problem,
+    instance_type_problem,
+    rds_instance_class_problem,
+    region_problem,
+)
+
+PROJECT = "airflow-platform"
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+)
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IAM_PRINCIPAL = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
+IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
+DEFAULT_DAGS_HOST_PATH = "/airflow-platform/dags"
+"""Where `make up STACK=local` mounts the repository's `dags/` on the minikube node."""
+
+
+class Target(StrEnum):
+    MINIKUBE = "minikube"
+    EKS = "eks"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+class AwsSettings(_Model):
+    """Where AWS resources are made (eks only)."""
+
+    region: str = Field(description="AWS region, e.g. eu-west-1.")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        problem = region_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+class NetworkSettings(_Model):
+    """The VPC (eks only)."""
+
+    cidr: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("10.0.0.0/16"), description="VPC CIDR block (/16 to /20)."
+    )
+    az_count: int = Field(default=2, ge=2, le=6, description="Availability zones to span.")
+    nat_per_az: bool = Field(default=False, description="One NAT gateway per AZ instead of one.")
+    flow_logs_retention_days: int = Field(
+        default=30, ge=1, le=3653, description="Retention of the VPC flow log group."
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not 16 <= v.prefixlen <= 20:
+            raise ValueError(f"{v} must be between /16 and /20 to fit the subnets")
+        if not v.is_private:
+            raise ValueError(f"{v} is not a private address range")
+        return v
+
+
+class DatabaseSettings(_Model):
+    """Airflow's metadata database."""
+
+    engine_version: str = Field(default="16", description="PostgreSQL major version.")
+    name: str = Field(default="airflow", description="Database name.")
+    username: str = Field(default="airflow", description="Database user.")
+    instance_class: str = Field(default="db.t4g.micro", description="RDS instance class (eks).")
+    allocated_storage_gb: int = Field(default=20, ge=20, le=65536, description="RDS storage (eks).")
+    multi_az: bool = Field(default=False, description="RDS Multi-AZ standby (eks).")
+    deletion_protection: bool = Field(default=False, description="RDS deletion protection (eks).")
+    backup_retention_days: int = Field(
+        default=7, ge=0, le=35, description="RDS backups kept (eks)."
+    )
+    storage_size: str = Field(
+        default="5Gi", description="PVC size of the in-cluster Postgres (minikube)."
+    )
+    protect: bool = Field(
+        default=True,
+        description="Refuse any update that would delete or replace the RDS instance (eks).",
+    )
+
+    @field_validator("engine_version")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        if v not in {"14", "15", "16", "17"}:
+            raise ValueError(f"{v!r} is not a supported PostgreSQL major version (14-17)")
+        return v
+
+    @field_validator("name", "username")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not IDENTIFIER.match(v) or len(v) > 63:
+            raise ValueError(f"{v!r} is not a valid PostgreSQL identifier")
+        return v
+
+    @field_validator("instance_class")
+    @classmethod
+    def _class(cls, v: str) -> str:
+        problem = rds_instance_class_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("storage_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not re.match(r"^[1-9]\d*(Mi|Gi|Ti)$", v):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity like 5Gi")
+        return v
+
+
+class RegistrySettings(_Model):
+    """Where the Airflow image is stored."""
+
+    keep_images: int = Field(
+        default=10, ge=1, le=1000, description="Images the ECR lifecycle keeps (eks)."
+    )
+    immutable_tags: bool = Field(default=False, description="ECR tag immutability (eks).")
+    platform: str = Field(
+        default="",
+        description=(
+            "Image platform, linux/amd64 or linux/arm64 (default: linux/amd64 on eks;"
+            " the deploying machine's architecture on minikube)."
+        ),
+    )
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, v: str) -> str:
+        if v and v not in IMAGE_PLATFORMS:
+            raise ValueError(f"{v!r} is not one of {', '.join(IMAGE_PLATFORMS)}")
+        return v
+
+
+class ClusterSettings(_Model):
+    """The Kubernetes cluster."""
+
+    kube_context: str = Field(
+        default="minikube", description="kubeconfig context to deploy to (minikube)."
+    )
+    version: str = Field(
+        default=EKS_DEFAULT_VERSION,
+        description="EKS Kubernetes minor version, within the supported window (eks).",
+    )
+    instance_types: list[str] = Field(
+        default_factory=lambda: ["t3.large"],
+        description="Instance types the node pools may launch (eks, EKS Auto Mode).",
+    )
+    max_nodes: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Most nodes of the platform pool, where Airflow's own pods run (eks).",
+    )
+    task_cpu_limit: int = Field(
+        default=16,
+        ge=2,
+        le=10000,
+        description=(
+            "vCPUs the task pool may grow to; it shrinks to zero when no task runs (eks)."
+        ),
+    )
+    spot: bool = Field(
+        default=False, description="Let the task pool use spot capacity (eks; never production)."
+    )
+    endpoint_public_access: bool = Field(
+        default=True,
+        description=(
+            "Public API endpoint, limited to publicAccessCidrs, beside private access (eks)."
+        ),
+    )
+    public_access_cidrs: list[ipaddress.IPv4Network] = Field(
+        default_factory=list,
+        description=(
+            "Public egress ranges of the machines that run `pulumi up` (office, VPN, CI runners);"
+            " required with the public endpoint (eks)."
+        ),
+    )
+    private_access_cidrs: list[ipaddress.IPv4Network] = Field(
+        default_factory=list,
+        description=(
+            "Private ranges (VPC, VPN, peered runners) allowed to reach the private API endpoint;"
+            " required without the public endpoint (eks)."
+        ),
+    )
+    admin_arns: list[str] = Field(
+        default_factory=list,
+        description=(
+            "IAM roles/users given cluster-admin by EKS access entries (CI, the bot, operators);"
+            " not the identity that creates the cluster (eks)."
+        ),
+    )
+    namespace_admin_arns: list[str] = Field(
+        default_factory=list,
+        description="IAM roles/users given admin in the Airflow namespace only (eks).",
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        problem = eks_version_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs one or more EC2 instance types")
+        problems = [p for p in map(instance_type_problem, v) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _public_cidrs(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+        problems = []
+        for net in v:
+            if net.prefixlen < 8:
+                problems.append(f"{net} is wider than /8: that is not an allow-list")
+            elif not net.is_global:
+                problems.append(
+                    f"{net} is a private, documentation or reserved range; EKS's public endpoint"
+                    " sees the public address you connect from (your egress NAT or VPN)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+    @field_validator("private_access_cidrs")
+    @classmethod
+    def _private_cidrs(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+        bad = [str(n) for n in v if not n.is_private or n.prefixlen < 8]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: the private endpoint is reached from private ranges"
+                " (RFC 1918, /8 or narrower)"
+            )
+        return v
+
+    @field_validator("admin_arns", "namespace_admin_arns")
+    @classmethod
+    def _principals(cls, v: list[str]) -> list[str]:
+        problems = []
+        for arn in v:
+            if ":assumed-role/" in arn:
+                problems.append(
+                    f"{arn} is a session, not a principal; use the role's ARN"
+                    " (arn:aws:iam::<account>:role/<name>)"
+                )
+            elif not IAM_PRINCIPAL.match(arn):
+                problems.append(f"{arn!r} is not an IAM role or user ARN")
+        dupes = sorted({a for a in v if v.count(a) > 1})
+        if dupes:
+            problems.append(f"listed twice: {', '.join(dupes)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+
+class GitSyncSettings(_Model):
+    """Where the DAGs come from."""
+
+    repo: str = Field(default="", description="Git clone URL (https or ssh).")
+    branch: str = Field(default="main", description="Branch to follow.")
+    rev: str = Field(
+        default="HEAD", description="Revision to pin (commit or tag); HEAD follows the branch."
+    )
+    sub_path: str = Field(default="dags", description="Folder in the repo that holds the DAGs.")
+    period: str = Field(default="60s", description="Interval between syncs (Go duration).")
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if v and not re.match(r"^(https://|ssh://|git@[\w.-]+:)\S+$", v):
+            raise ValueError(f"{v!r} is not an https:// or ssh git URL")
+        return v
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        if not DURATION.match(v):
+            raise ValueError(f"{v!r} is not a duration like 60s or 5m")
+        return v
+
+    @field_validator("sub_path")
+    @classmethod
+    def _sub_path(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(f"{v!r} must be a relative path inside the repository")
+        return v
+
+
+class LogsSettings(_Model):
+    """Remote task logs."""
+
+    bucket: str = Field(
+        default="", description="S3 bucket for task logs (default: derived from project and stack)."
+    )
+    prefix: str = Field(default="task-logs", description="Key prefix of task logs in the bucket.")
+    retention_days: int = Field(default=90, ge=1, le=3650, description="Days task logs are kept.")
+    versioning: bool = Field(default=False, description="Bucket versioning (eks).")
+    access_logging: bool = Field(
+        default=False,
+        description="S3 server access logging of the bucket into a separate bucket (eks).",
+    )
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if v and (not BUCKET.match(v) or ".." in v or re.match(r"^\d+\.\d+\.\d+\.\d+$", v)):
+            raise ValueError(f"{v!r} is not a valid S3 bucket name")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v.startswith("/") or not re.match(r"^[\w./-]*$", v):
+            raise ValueError(
+                f"{v!r} must be a relative key prefix of letters, digits, '_', '-', '.', '/'"
+            )
+        return v
+
+
+class SecuritySettings(_Model):
+    """Encryption choices (eks only)."""
+
+    customer_managed_keys: bool = Field(
+        default=False,
+        description=(
+            "Customer-managed KMS keys for the flow-log group, the task-log bucket and ECR"
+            " instead of AWS-managed encryption (eks)."
+        ),
+    )
+
+
+class IngressSettings(_Model):
+    """Optional ingress for the Airflow UI."""
+
+    enabled: bool = Field(default=False, description="Create an ingress for the UI.")
+    class_name: str = Field(default="alb", description="Ingress class.")
+    host: str = Field(default="", description="Host name of the UI.")
+    tls_secret_name: str = Field(default="", description="Secret holding the TLS certificate.")
+    certificate_arn: str = Field(
+        default="",
+        description="ACM certificate ARN: the ALB terminates HTTPS with it (eks, class alb).",
+    )
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate(cls, v: str) -> str:
+        if v and not re.match(
+            r"^arn:aws(-cn|-us-gov)?:acm:[a-z0-9-]+:\d{12}:certificate/[\w-]+$", v
+        ):
+            raise ValueError(f"{v!r} is not an ACM certificate ARN")
+        return v
+
+    internal: bool = Field(
+        default=True, description="Internal (not internet-facing) load balancer."
+    )
+
+
+class AirflowSettings(_Model):
+    """The Airflow release."""
+
+    chart_version: str = Field(default="1.22.0", description="Official Airflow chart version.")
+    namespace: str = Field(default="airflow", description="Kubernetes namespace of the release.")
+    dags_source: Literal["gitSync", "hostPath"] = Field(
+        default="gitSync",
+        description=(
+            "gitSync, or hostPath: this checkout's dags/ mounted into minikube by `make up`"
+            " (default on minikube)."
+        ),
+    )
+    dags_host_path: str = Field(
+        default="", description="Node path of the DAGs for hostPath (minikube)."
+    )
+    git_sync: GitSyncSettings = Field(default_factory=GitSyncSettings, description="git-sync.")
+    logs: LogsSettings = Field(default_factory=LogsSettings, description="Remote task logs.")
+    ingress: IngressSettings = Field(default_factory=IngressSettings, description="UI ingress.")
+    create_admin_user: bool = Field(
+        default=True,
+        description=(
+            "Create the admin user for the first login (password: the adminPassword secret,"
+            " or generated; `make ui` shows it)."
+        ),
+    )
+    admin_username: str = Field(default="admin", description="Name of the admin user.")
+    helm_timeout_seconds: int = Field(
+        default=900, ge=60, le=3600, description="Helm install/upgrade timeout."
+    )
+
+    @field_validator("chart_version")
+    @classmethod
+    def _chart(cls, v: str) -> str:
+        if not SEMVER.match(v):
+            raise ValueError(f"{v!r} is not a semantic version like 1.22.0")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a valid Kubernetes namespace name")
+        return v
