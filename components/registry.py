@@ -91,7 +91,6 @@ class Registry(pulumi.ComponentResource):
     the build (and on eks the push) to succeed.
     """
 
-    repository: pulumi.Output[str]
     tag: str
     image_ref: pulumi.Output[str]
 
@@ -132,7 +131,6 @@ class Registry(pulumi.ComponentResource):
             token = aws.ecr.get_authorization_token_output(
                 registry_id=repo.registry_id, opts=pulumi.InvokeOptions(parent=self)
             )
-            self.repository = repo.repository_url
             image = docker.Image(
                 f"{name}-image",
                 build=build,
@@ -148,7 +146,6 @@ class Registry(pulumi.ComponentResource):
                 lambda a: pinned_ref(a[0], a[1])
             )
         else:
-            self.repository = pulumi.Output.from_input(LOCAL_REPOSITORY)
             image = docker.Image(
                 f"{name}-image",
                 build=build,
@@ -158,9 +155,7 @@ class Registry(pulumi.ComponentResource):
             )
             # Not pushed, so no registry digest: the built image's name, known once it built.
             self.image_ref = image.image_name
-        self.register_outputs(
-            {"repository": self.repository, "tag": self.tag, "image_ref": self.image_ref}
-        )
+        self.register_outputs({"tag": self.tag, "image_ref": self.image_ref})
 
     def _encryption(self, name: str, s: Settings) -> aws.ecr.RepositoryEncryptionConfigurationArgs:
         """AES256 (S3-managed), or KMS with a customer-managed key of the repository's own.
