@@ -38,10 +38,13 @@ from components.settings_sections import (
     GitSyncSettings,
     IngressSettings,
     LogsSettings,
+    MonitoringSettings,
     NetworkSettings,
     RegistrySettings,
+    RollbackSettings,
     SecuritySettings,
     Target,
+    UpgradeSettings,
     _Model,
 )
 
@@ -62,10 +65,13 @@ __all__ = [  # defined in settings_sections, re-exported here for the modules th
     "GitSyncSettings",
     "IngressSettings",
     "LogsSettings",
+    "MonitoringSettings",
     "NetworkSettings",
     "RegistrySettings",
+    "RollbackSettings",
     "SecuritySettings",
     "Target",
+    "UpgradeSettings",
 ]
 
 SECRET_KEYS: dict[str, str] = {
@@ -78,6 +84,7 @@ SECRET_KEYS: dict[str, str] = {
     "jwtSecret": "JWT signing secret (default: generated).",
     "connections": "Airflow connections: id -> URI or JSON object.",
     "variables": "Airflow variables: key -> value.",
+    "alertsSlackWebhookUrl": "Slack incoming-webhook URL Alertmanager posts alerts to.",
 }
 """Top-level keys that must be stored encrypted (`pulumi config set --secret`)."""
 
@@ -109,6 +116,15 @@ class Settings(_Model):
     )
     security: SecuritySettings = Field(
         default_factory=SecuritySettings, description="Encryption (eks)."
+    )
+    monitoring: MonitoringSettings = Field(
+        default_factory=MonitoringSettings, description="Metrics, alerts and dashboards."
+    )
+    upgrades: UpgradeSettings = Field(
+        default_factory=UpgradeSettings, description="Snapshot before migrating; canary after."
+    )
+    rollback: RollbackSettings = Field(
+        default_factory=RollbackSettings, description="Versions pinned by `make rollback`."
     )
     git_sync_known_hosts: str = Field(default="", description="known_hosts for an ssh repo.")
     secrets_set: frozenset[str] = Field(
@@ -149,6 +165,19 @@ class Settings(_Model):
     def logs_bucket(self) -> str:
         return self.airflow.logs.bucket or f"{PROJECT}-{self.stack}-task-logs"
 
+    @property
+    def alerts_channel(self) -> str:
+        return self.monitoring.alerts_channel or f"#airflow-{self.stack}-alerts"
+
+    @property
+    def page_channel(self) -> str:
+        """Where severity `page` goes: its own channel in production, else the alerts channel."""
+        if self.monitoring.page_channel:
+            return self.monitoring.page_channel
+        if self.is_production:
+            return f"#airflow-{self.stack}-pages"
+        return self.alerts_channel
+
 
 # Keys that only mean something on one target: setting them on the other is an error.
 EKS_ONLY: tuple[str, ...] = (
@@ -176,6 +205,8 @@ EKS_ONLY: tuple[str, ...] = (
     "airflow.logs.versioning",
     "airflow.logs.accessLogging",
     "security",
+    "upgrades.snapshotBeforeMigration",
+    "upgrades.keepSnapshots",
 )
 MINIKUBE_ONLY: tuple[str, ...] = (
     "cluster.kubeContext",
@@ -187,7 +218,11 @@ MINIKUBE_ONLY: tuple[str, ...] = (
 def _defaults(target: Target, environment: str) -> dict[str, Any]:
     """Per-target defaults from the per-stack matrix; the stack file overrides them."""
     if target is Target.MINIKUBE:
-        return {"airflow": {"dagsSource": "hostPath", "dagsHostPath": DEFAULT_DAGS_HOST_PATH}}
+        return {
+            "airflow": {"dagsSource": "hostPath", "dagsHostPath": DEFAULT_DAGS_HOST_PATH},
+            # A lean metrics stack, so the laptop loop keeps working.
+            "monitoring": {"retention": "2d", "storageSize": "5Gi", "repeatInterval": "12h"},
+        }
     if environment == "production":
         return {
             "network": {"azCount": 3, "natPerAz": True, "flowLogsRetentionDays": 365},
@@ -202,10 +237,13 @@ def _defaults(target: Target, environment: str) -> dict[str, Any]:
             "cluster": {"maxNodes": 6, "taskCpuLimit": 160, "instanceTypes": ["m6i.large"]},
             "airflow": {"logs": {"versioning": True, "retentionDays": 365, "accessLogging": True}},
             "security": {"customerManagedKeys": True},
+            "monitoring": {"retention": "30d", "storageSize": "100Gi"},
         }
     return {
         "network": {"azCount": 2, "natPerAz": False},
         "cluster": {"spot": True, "instanceTypes": ["t3.large", "t3a.large"]},
+        # Quieter than production: only pages reach Slack, and they repeat less often.
+        "monitoring": {"notifySeverities": ["page"], "repeatInterval": "12h"},
     }
 
 
@@ -571,6 +609,34 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
             p.append(("security.customerManagedKeys", "must be true in production"))
         if not s.airflow.logs.access_logging:
             p.append(("airflow.logs.accessLogging", "must be true in production"))
+        if not s.monitoring.enabled:
+            p.append(("monitoring.enabled", "must be true in production"))
+        elif "alertsSlackWebhookUrl" not in sec:
+            p.append(
+                (
+                    "alertsSlackWebhookUrl",
+                    "is required in production (where pages go): a Slack incoming-webhook URL,"
+                    " set with `pulumi config set --secret`",
+                )
+            )
+        if not s.upgrades.canary:
+            p.append(("upgrades.canary", "must be true in production"))
+    m = s.monitoring
+    if m.page_channel and "page" not in m.notify_severities:
+        p.append(("monitoring.pageChannel", "is unused unless notifySeverities includes page"))
+    r = s.rollback
+    pins = {"image": r.image, "airflowVersion": r.airflow_version, "chartVersion": r.chart_version}
+    if any(pins.values()) and not all(pins.values()):
+        missing = ", ".join(f"rollback.{k}" for k, v in pins.items() if not v)
+        p.append(
+            (
+                "rollback",
+                f"image, airflowVersion and chartVersion are set together; missing {missing}"
+                " (`make rollback` sets all three)",
+            )
+        )
+    if r.active and s.upgrades.canary_force_failure:
+        p.append(("upgrades.canaryForceFailure", "is for the drill's upgrade, not a rollback"))
     return p
 
 

@@ -434,3 +434,145 @@ class AirflowSettings(_Model):
         if not DNS_LABEL.match(v):
             raise ValueError(f"{v!r} is not a valid Kubernetes namespace name")
         return v
+
+
+SEVERITIES = ("page", "warning", "info")
+"""Alert severities, most urgent first (monitoring/rules carry one of them, or `none`)."""
+SLACK_CHANNEL = re.compile(r"^#[a-z0-9][a-z0-9._-]{0,79}$")
+PROM_DURATION = re.compile(r"^[1-9]\d*(m|h|d|w|y)$")
+
+
+class MonitoringSettings(_Model):
+    """Prometheus, Alertmanager -> Slack and Grafana (kube-prometheus-stack)."""
+
+    enabled: bool = Field(default=True, description="Install the metrics and alerting stack.")
+    chart_version: str = Field(
+        default="88.5.3", description="prometheus-community kube-prometheus-stack chart version."
+    )
+    namespace: str = Field(default="monitoring", description="Namespace of the metrics stack.")
+    retention: str = Field(
+        default="15d", description="How long Prometheus keeps samples (default 2d on minikube)."
+    )
+    storage_size: str = Field(
+        default="50Gi", description="Prometheus volume size (default 5Gi on minikube)."
+    )
+    alerts_channel: str = Field(
+        default="",
+        description="Slack channel of this stack's alerts (default: #airflow-<stack>-alerts).",
+    )
+    page_channel: str = Field(
+        default="",
+        description=(
+            "Slack channel for severity page (default: the alerts channel;"
+            " production: #airflow-<stack>-pages)."
+        ),
+    )
+    notify_severities: list[Literal["page", "warning", "info"]] = Field(
+        default_factory=lambda: ["page", "warning"],
+        description=(
+            "Severities sent to Slack (default page, warning; integration: page only);"
+            " the rest stay in Alertmanager."
+        ),
+    )
+    repeat_interval: str = Field(
+        default="4h",
+        description="Re-send a still-firing alert after this long (default 12h off production).",
+    )
+
+    @field_validator("chart_version")
+    @classmethod
+    def _chart(cls, v: str) -> str:
+        if not SEMVER.match(v):
+            raise ValueError(f"{v!r} is not a semantic version like 88.5.3")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a valid Kubernetes namespace name")
+        return v
+
+    @field_validator("retention", "repeat_interval")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        if not PROM_DURATION.match(v):
+            raise ValueError(f"{v!r} is not a duration like 15d, 12h or 30m")
+        return v
+
+    @field_validator("storage_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not re.match(r"^[1-9]\d*(Mi|Gi|Ti)$", v):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity like 50Gi")
+        return v
+
+    @field_validator("alerts_channel", "page_channel")
+    @classmethod
+    def _channel(cls, v: str) -> str:
+        if v and not SLACK_CHANNEL.match(v):
+            raise ValueError(f"{v!r} is not a Slack channel name like #airflow-alerts")
+        return v
+
+    @field_validator("notify_severities")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a severity twice")
+        return v
+
+
+class UpgradeSettings(_Model):
+    """Guarded upgrades: a snapshot before migrations, a canary DAG run after every deploy."""
+
+    snapshot_before_migration: bool = Field(
+        default=True,
+        description="Snapshot RDS before an Airflow or chart version change (eks).",
+    )
+    keep_snapshots: int = Field(
+        default=5, ge=1, le=50, description="Pre-upgrade snapshots kept; older ones are deleted."
+    )
+    canary: bool = Field(
+        default=True, description="Run the smoke DAG through the API after every deploy."
+    )
+    canary_dag_id: str = Field(default="platform_canary", description="DAG the canary runs.")
+    canary_timeout_seconds: int = Field(
+        default=600, ge=60, le=3600, description="How long the canary waits for a successful run."
+    )
+    canary_force_failure: bool = Field(
+        default=False,
+        description="Make the canary's DAG run fail on purpose (the upgrade drill sets it).",
+    )
+
+    @field_validator("canary_dag_id")
+    @classmethod
+    def _dag_id(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,250}$", v):
+            raise ValueError(f"{v!r} is not a DAG id")
+        return v
+
+
+class RollbackSettings(_Model):
+    """Versions pinned by `make rollback` (from the `upgrade_history` output); remove to upgrade."""
+
+    image: str = Field(default="", description="Image reference to run instead of the build.")
+    airflow_version: str = Field(default="", description="Airflow version of that image.")
+    chart_version: str = Field(default="", description="Airflow chart version to run.")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.image)
+
+    @field_validator("airflow_version", "chart_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if v and not SEMVER.match(v):
+            raise ValueError(f"{v!r} is not a semantic version")
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if v and not re.match(r"^[a-z0-9][\w./:-]*(@sha256:[0-9a-f]{64})?$", v):
+            raise ValueError(f"{v!r} is not an image reference")
+        return v

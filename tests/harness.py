@@ -329,6 +329,10 @@ SITE_VALUES: dict[str, Any] = {
 where `pulumi up` runs from and who may use the cluster. The committed files leave them out on
 purpose, and `make check` says so."""
 
+SITE_SECRETS: tuple[str, ...] = (f"{PROJECT}:alertsSlackWebhookUrl",)
+"""Secrets a team sets on its eks stacks before the first deploy (`pulumi config set --secret`):
+production refuses to deploy without somewhere to send its pages."""
+
 
 def stack_config(stack: str, *, site: bool = True) -> tuple[dict[str, Any], set[str]]:
     """The config the CLI hands the program for a stack file, `secure:` values as test secrets.
@@ -348,6 +352,10 @@ def stack_config(stack: str, *, site: bool = True) -> tuple[dict[str, Any], set[
             secret.add(key)
         else:
             config[key] = value.as_program_value()
+    if site and (doc.get("config") or {}).get(f"{PROJECT}:target") == "eks":
+        for key in SITE_SECRETS:
+            config.setdefault(key, fake_secret(key.split(":", 1)[1]))
+            secret.add(key)
     return config, secret
 
 

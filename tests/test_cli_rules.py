@@ -23,7 +23,7 @@ from deploy.project_config import (
     stack_problems,
     stack_values,
 )
-from tests.harness import ROOT_DIR, SITE_VALUES, STACKS, stack_config
+from tests.harness import ROOT_DIR, SITE_SECRETS, SITE_VALUES, STACKS, stack_config
 
 PROJECT_FILE = ROOT_DIR / "Pulumi.yaml"
 
@@ -74,8 +74,11 @@ def test_declared_defaults_change_nothing_the_program_decides(stack: str) -> Non
         if not v.secure
     }
     assert set(merged) > set(only_stack), "Pulumi.yaml declares defaults"
-    a = parse_settings(RawConfig(stack, only_stack, frozenset()))
-    b = parse_settings(RawConfig(stack, merged, frozenset()))
+    site_secrets = {k.split(":", 1)[1]: "https://hooks.example/x" for k in SITE_SECRETS}
+    if stack == "local":
+        site_secrets = {}
+    a = parse_settings(RawConfig(stack, {**only_stack, **site_secrets}, frozenset(site_secrets)))
+    b = parse_settings(RawConfig(stack, {**merged, **site_secrets}, frozenset(site_secrets)))
     assert a == b
 
 

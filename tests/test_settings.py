@@ -9,6 +9,7 @@ import pytest
 from components.aws_catalog import EKS_DEFAULT_VERSION
 from components.settings import (
     DEFAULT_DAGS_HOST_PATH,
+    SECRET_KEYS,
     RawConfig,
     SettingsError,
     Target,
@@ -20,6 +21,94 @@ from tests.harness import try_stack
 Case = tuple[str, str, dict[str, Any], dict[str, Any], tuple[str, ...], set[str]]
 
 CASES: list[Case] = [
+    (
+        "production without a page webhook",
+        "production",
+        {},
+        {},
+        ("alertsSlackWebhookUrl",),
+        {"alertsSlackWebhookUrl"},
+    ),
+    (
+        "production unmonitored",
+        "production",
+        {"monitoring.enabled": False},
+        {},
+        (),
+        {"monitoring.enabled"},
+    ),
+    (
+        "production without canary",
+        "production",
+        {"upgrades.canary": False},
+        {},
+        (),
+        {"upgrades.canary"},
+    ),
+    (
+        "retention as word",
+        "local",
+        {"monitoring.retention": "forever"},
+        {},
+        (),
+        {"monitoring.retention"},
+    ),
+    (
+        "channel without #",
+        "integration",
+        {"monitoring.alertsChannel": "alerts"},
+        {},
+        (),
+        {"monitoring.alertsChannel"},
+    ),
+    (
+        "unknown severity",
+        "integration",
+        {"monitoring.notifySeverities": ["critical"]},
+        {},
+        (),
+        {"monitoring.notifySeverities[0]"},
+    ),
+    (
+        "page channel never paged",
+        "integration",
+        {"monitoring.pageChannel": "#pages", "monitoring.notifySeverities": ["warning"]},
+        {},
+        (),
+        {"monitoring.pageChannel"},
+    ),
+    (
+        "rollback pins half",
+        "integration",
+        {"rollback.image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow:abc"},
+        {},
+        (),
+        {"rollback"},
+    ),
+    (
+        "minikube keeps snapshots",
+        "local",
+        {"upgrades.keepSnapshots": 3},
+        {},
+        (),
+        {"upgrades.keepSnapshots"},
+    ),
+    (
+        "too many snapshots",
+        "integration",
+        {"upgrades.keepSnapshots": 500},
+        {},
+        (),
+        {"upgrades.keepSnapshots"},
+    ),
+    (
+        "webhook in plain text",
+        "local",
+        {"alertsSlackWebhookUrl": "https://hooks.slack.com/x"},
+        {},
+        (),
+        {"alertsSlackWebhookUrl"},
+    ),
     ("unknown target", "local", {"target": "gke"}, {}, (), {"target"}),
     ("missing target", "local", {}, {}, ("target",), {"target"}),
     ("unknown top key", "local", {"databse.multiAz": True}, {}, (), {"databse"}),
@@ -479,13 +568,19 @@ def test_every_problem_is_listed_at_once() -> None:
 
 
 def raw(stack: str, **values: Any) -> RawConfig:
-    return RawConfig(stack=stack, values=values, secret_keys=frozenset())
+    """Raw config as the runtime gives it; the keys that are secrets arrive as secrets."""
+    return RawConfig(
+        stack=stack, values=values, secret_keys=frozenset(k for k in values if k in SECRET_KEYS)
+    )
+
+
+PAGES = {"alertsSlackWebhookUrl": "https://hooks.slack.com/services/T000/B000/XXXX"}
 
 
 def test_defaults_follow_the_per_stack_matrix() -> None:
     repo = {"airflow.gitSync.repo": "https://example.com/dags.git"}
     where = {"aws.region": "eu-west-1", "cluster.publicAccessCidrs": '["84.17.32.0/24"]'}
-    prod = parse_settings(raw("production", target="eks", **where, **repo))
+    prod = parse_settings(raw("production", target="eks", **where, **repo, **PAGES))
     integ = parse_settings(raw("integration", target="eks", **where, **repo))
     local = parse_settings(raw("local", target="minikube"))
     assert (prod.network.az_count, prod.network.nat_per_az) == (3, True)
@@ -542,6 +637,7 @@ def test_production_public_endpoint_with_an_allow_list() -> None:
                 "cluster.endpointPublicAccess": "true",
                 "cluster.publicAccessCidrs": '["84.17.32.0/24"]',
                 "airflow.gitSync.repo": "https://example.com/dags.git",
+                **PAGES,
             },
         )
     )
@@ -567,3 +663,35 @@ def test_integration_may_turn_on_the_production_hardening() -> None:
     )
     assert s.security.customer_managed_keys and s.airflow.logs.access_logging
     assert s.network.flow_logs_retention_days == 365
+
+
+def test_monitoring_profiles_follow_the_per_stack_matrix() -> None:
+    """Local is lean; integration is quieter than production, which pages its own channel."""
+    repo = {"airflow.gitSync.repo": "https://example.com/dags.git"}
+    where = {"aws.region": "eu-west-1", "cluster.publicAccessCidrs": '["84.17.32.0/24"]'}
+    prod = parse_settings(raw("production", target="eks", **where, **repo, **PAGES))
+    integ = parse_settings(raw("integration", target="eks", **where, **repo))
+    local = parse_settings(raw("local", target="minikube"))
+    assert (local.monitoring.retention, local.monitoring.storage_size) == ("2d", "5Gi")
+    assert (prod.monitoring.retention, prod.monitoring.storage_size) == ("30d", "100Gi")
+    assert integ.monitoring.notify_severities == ["page"]
+    assert prod.monitoring.notify_severities == ["page", "warning"]
+    assert (integ.monitoring.repeat_interval, prod.monitoring.repeat_interval) == ("12h", "4h")
+    assert prod.page_channel == "#airflow-production-pages" != prod.alerts_channel
+    assert integ.page_channel == integ.alerts_channel == "#airflow-integration-alerts"
+
+
+def test_rollback_pins_go_together() -> None:
+    s = parse_settings(
+        raw(
+            "local",
+            target="minikube",
+            **{
+                "rollback.image": "airflow-platform:3f2a9c",
+                "rollback.airflowVersion": "3.1.0",
+                "rollback.chartVersion": "1.21.0",
+            },
+        )
+    )
+    assert s.rollback.active and s.rollback.chart_version == "1.21.0"
+    assert not parse_settings(raw("local", target="minikube")).rollback.active

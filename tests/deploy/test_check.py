@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deploy.check import check_stack
-from tests.harness import ROOT_DIR, SITE_VALUES, STACKS
+from tests.harness import ROOT_DIR, SITE_SECRETS, SITE_VALUES, STACKS
 
 
 @pytest.fixture
@@ -28,7 +28,8 @@ def complete_eks_stacks(project: Path) -> None:
     for stack in ("integration", "production"):
         path = project / f"Pulumi.{stack}.yaml"
         doc = yaml.safe_load(path.read_text())
-        doc["config"] = {**doc["config"], **SITE_VALUES}
+        secrets = {key: {"secure": "v1:c2l0ZQ==:ZW5jcnlwdGVk"} for key in SITE_SECRETS}
+        doc["config"] = {**doc["config"], **SITE_VALUES, **secrets}
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -42,10 +43,10 @@ def test_committed_local_stack_is_ready(project: Path) -> None:
 def test_committed_eks_stacks_say_exactly_what_the_team_must_add(project: Path, stack: str) -> None:
     """No placeholder allow-list: the committed file fails until the team names its ranges."""
     result = check_stack(project, stack)
-    assert [p.split(": ")[1] for p in result.problems] == [
-        "airflow-platform:cluster.publicAccessCidrs"
-    ]
-    assert "egress" in result.problems[0]
+    keys = [p.split(": ")[1] for p in result.problems]
+    pages = ["airflow-platform:alertsSlackWebhookUrl"] if stack == "production" else []
+    assert keys == [*pages, "airflow-platform:cluster.publicAccessCidrs"]
+    assert "egress" in result.problems[-1]
     complete_eks_stacks(project)
     assert check_stack(project, stack).ok
 
@@ -56,6 +57,7 @@ def test_all_problems_at_once_with_file_and_key(project: Path) -> None:
     doc["config"].update(
         {
             **SITE_VALUES,
+            **{key: {"secure": "v1:c2l0ZQ==:ZW5jcnlwdGVk"} for key in SITE_SECRETS},
             "airflow-platform:aws.region": "xx-nowhere-9",
             "airflow-platform:cluster.instanceTypes": ["m6i.enormous"],
             "airflow-platform:database.instanceClass": "db.m6g.enormous",
