@@ -207,6 +207,16 @@ EKS_ONLY: tuple[str, ...] = (
     "security",
     "upgrades.snapshotBeforeMigration",
     "upgrades.keepSnapshots",
+    "database.performanceInsights",
+    "database.performanceInsightsRetentionDays",
+    "database.monitoringIntervalSeconds",
+    "database.logRetentionDays",
+    "database.alarmEmails",
+    "database.freeStorageAlarmPercent",
+    "database.cpuAlarmPercent",
+    "database.connectionsAlarmThreshold",
+    "database.restoredFrom",
+    "database.keepOriginal",
 )
 MINIKUBE_ONLY: tuple[str, ...] = (
     "cluster.kubeContext",

@@ -107,6 +107,148 @@ class DatabaseSettings(_Model):
         default=True,
         description="Refuse any update that would delete or replace the RDS instance (eks).",
     )
+    performance_insights: bool = Field(
+        default=True,
+        description="RDS Performance Insights, in the Standard mode of Database Insights (eks).",
+    )
+    performance_insights_retention_days: int = Field(
+        default=7,
+        description="Days of Performance Insights data: 7 (free), 31 x 1-23 months, or 731 (eks).",
+    )
+    monitoring_interval_seconds: int = Field(
+        default=60,
+        description="RDS Enhanced Monitoring interval: 0 (off), 1, 5, 10, 15, 30 or 60 (eks).",
+    )
+    log_retention_days: int = Field(
+        default=30,
+        description=(
+            "Days CloudWatch Logs keeps the exported PostgreSQL logs; one of the values"
+            " CloudWatch accepts (1, 3, 5, 7, 14, 30, 60, 90, ..., 3653) (eks)."
+        ),
+    )
+    slow_query_ms: int = Field(
+        default=1000,
+        description=(
+            "Log statements slower than this many ms (log_min_duration_statement); -1 turns it off."
+        ),
+    )
+    alarm_emails: list[str] = Field(
+        default_factory=list,
+        description=(
+            "E-mail addresses subscribed to the database alarm topic; AWS mails each a"
+            " confirmation link that must be accepted before alarms arrive (eks)."
+        ),
+    )
+    free_storage_alarm_percent: int = Field(
+        default=10,
+        ge=1,
+        le=90,
+        description="Alarm when free storage falls below this % of the allocated storage (eks).",
+    )
+    cpu_alarm_percent: int = Field(
+        default=80, ge=1, le=100, description="Alarm when CPU stays above this % (eks)."
+    )
+    connections_alarm_threshold: int = Field(
+        default=100,
+        ge=1,
+        le=5000,
+        description=(
+            "Alarm above this many connections; RDS PostgreSQL's default max_connections is"
+            " LEAST(DBInstanceClassMemory/9531392, 5000), about 190 on db.t4g.small (eks)."
+        ),
+    )
+    restored_from: str = Field(
+        default="",
+        description=(
+            "RDS DB snapshot (identifier, or ARN when shared) to restore into a new instance"
+            " that Airflow then uses; keep it set afterwards (eks)."
+        ),
+    )
+    keep_original: bool = Field(
+        default=True,
+        description=(
+            "With restoredFrom: keep the previous instance declared and protected; set false"
+            " (after an `up` with true) to let Pulumi forget it, never delete it (eks)."
+        ),
+    )
+
+    @staticmethod
+    def monitoring_interval_choices() -> tuple[int, ...]:
+        """RDS `MonitoringInterval` (botocore RDS model, CreateDBInstance): valid values."""
+        return (0, 1, 5, 10, 15, 30, 60)
+
+    @staticmethod
+    def performance_insights_retention_choices() -> tuple[int, ...]:
+        """RDS `PerformanceInsightsRetentionPeriod`: 7, 31 x months 1-23, or 731."""
+        return (7, *range(31, 31 * 23 + 1, 31), 731)
+
+    @staticmethod
+    def log_retention_choices() -> tuple[int, ...]:
+        """CloudWatch Logs `PutRetentionPolicy` retention values (botocore shape `Days`)."""
+        return (
+            *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731),
+            *(1096, 1827, 2192, 2557, 2922, 3288, 3653),
+        )
+
+    @field_validator("monitoring_interval_seconds")
+    @classmethod
+    def _monitoring(cls, v: int) -> int:
+        choices = cls.monitoring_interval_choices()
+        if v not in choices:
+            raise ValueError(f"{v} is not an RDS monitoring interval; use one of {choices}")
+        return v
+
+    @field_validator("performance_insights_retention_days")
+    @classmethod
+    def _pi_retention(cls, v: int) -> int:
+        if v not in cls.performance_insights_retention_choices():
+            raise ValueError(
+                f"{v} is not a Performance Insights retention: use 7, a multiple of 31 up to"
+                " 713 (months x 31), or 731"
+            )
+        return v
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _log_retention(cls, v: int) -> int:
+        choices = cls.log_retention_choices()
+        if v not in choices:
+            near = min(choices, key=lambda c: (abs(c - v), c))
+            raise ValueError(f"{v} is not a CloudWatch Logs retention; the nearest is {near}")
+        return v
+
+    @field_validator("slow_query_ms")
+    @classmethod
+    def _slow_query(cls, v: int) -> int:
+        if not -1 <= v <= 2147483647:
+            raise ValueError(f"{v} is out of range: -1 (off), 0 (every statement) or more ms")
+        return v
+
+    @field_validator("alarm_emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        bad = [e for e in v if not re.fullmatch(r"[^@\s,]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", e)]
+        problems = [f"{e!r} is not an e-mail address" for e in bad]
+        dupes = sorted({e for e in v if v.count(e) > 1})
+        if dupes:
+            problems.append(f"listed twice: {', '.join(dupes)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+    @field_validator("restored_from")
+    @classmethod
+    def _snapshot(cls, v: str) -> str:
+        name = r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)"
+        own = rf"((rds|awsbackup):)?{name}"
+        shared = rf"arn:aws(-cn|-us-gov)?:rds:[a-z0-9-]+:\d{{12}}:snapshot:{own}"
+        if v and not re.fullmatch(rf"{own}|{shared}", v):
+            raise ValueError(
+                f"{v!r} is not an RDS DB snapshot identifier (letters, digits and single"
+                " hyphens, starting with a letter; rds:<name> for an automated snapshot; the"
+                " snapshot's ARN when it is shared from another account)"
+            )
+        return v
 
     @field_validator("engine_version")
     @classmethod
@@ -442,6 +584,13 @@ SLACK_CHANNEL = re.compile(r"^#[a-z0-9][a-z0-9._-]{0,79}$")
 PROM_DURATION = re.compile(r"^[1-9]\d*(m|h|d|w|y)$")
 
 
+Severity = Literal["page", "warning", "info"]
+
+
+def _page_and_warning() -> list[Severity]:
+    return ["page", "warning"]
+
+
 class MonitoringSettings(_Model):
     """Prometheus, Alertmanager -> Slack and Grafana (kube-prometheus-stack)."""
 
@@ -467,8 +616,8 @@ class MonitoringSettings(_Model):
             " production: #airflow-<stack>-pages)."
         ),
     )
-    notify_severities: list[Literal["page", "warning", "info"]] = Field(
-        default_factory=lambda: ["page", "warning"],
+    notify_severities: list[Severity] = Field(
+        default_factory=_page_and_warning,
         description=(
             "Severities sent to Slack (default page, warning; integration: page only);"
             " the rest stay in Alertmanager."

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ SECRET_SIG = rpc._special_secret_sig
 SIG_KEY = rpc._special_sig_key
 RESOURCE_SIG = rpc._special_resource_sig
 OIDC_ID = "EXAMPLED539D4633E53DE1B71EXAMPLE"
+ORGANIZATION = "organization"
+"""The organization the DIY backend (file, S3) always reports (pulumi/pulumi
+`pkg/backend/diy/store.go`: "diy organization MUST always be \"organization\"")."""
 
 
 def fake_secret(key: str) -> str:
@@ -57,6 +61,10 @@ class Resource:
     protect: bool
     custom: bool
     outputs: dict[str, Any] = field(default_factory=dict)
+    ignore_changes: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
+    read: bool = False
+    """Read (a StackReference, a `.get`), not registered: the engine never changes it."""
 
     def secret_paths(self) -> list[str]:
         """Input paths the engine received marked secret."""
@@ -76,6 +84,11 @@ class Run:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     invokes: list[str]
+    logs: list[tuple[str, str]] = field(default_factory=list)
+    """What the program logged through `pulumi.log` (what `pulumi preview` shows): (level, text)."""
+
+    def messages(self, level: str) -> list[str]:
+        return [text for lvl, text in self.logs if lvl == level]
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -151,9 +164,36 @@ def unwrap(value: Any) -> Any:
 class PlatformMocks(pmocks.Mocks):
     """Answers resource creation and invokes the way AWS/Kubernetes would, deterministically."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(
+        self,
+        region: str,
+        stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+        own_stack: str = "",
+    ) -> None:
         self.region = region
         self.invokes: list[str] = []
+        self.stack_outputs = dict(stack_outputs or {})
+        """Outputs of stacks a StackReference may read, by fully qualified name."""
+        self.own_stack = own_stack
+
+    def _stack_reference(self, name: str) -> dict[str, Any]:
+        """What the engine's builtin provider reads for a StackReference.
+
+        The outputs of the named stack's last checkpoint, and which of them are secret
+        (pulumi/pulumi `pkg/resource/deploy/builtins.go`, `readStackReference`). The stack
+        being updated exists, so it reads as no outputs until seeded (a first deploy); any
+        other unknown stack is an error there too ("unknown stack").
+        """
+        if name in self.stack_outputs:
+            outputs = dict(self.stack_outputs[name])
+        elif name == self.own_stack:
+            outputs = {}
+        else:
+            raise ValueError(f"unknown stack {name!r}")
+        secret = sorted(
+            k for k, v in outputs.items() if isinstance(v, Mapping) and v.get(SIG_KEY) == SECRET_SIG
+        )
+        return {"name": name, "outputs": outputs, "secretOutputNames": secret}
 
     def call(self, args: pmocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         self.invokes.append(args.token)
@@ -190,6 +230,9 @@ class PlatformMocks(pmocks.Mocks):
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = unwrap(args.inputs)
         name, t, r = args.name, args.typ, self.region
+        if t == "pulumi:pulumi:StackReference":
+            target = str(inputs.get("name") or args.resource_id)
+            return target, self._stack_reference(target)
         outputs: dict[str, Any] = dict(inputs)
         rid = f"{name}-id"
         if t.startswith("aws:"):
@@ -295,6 +338,29 @@ class RecordingMonitor(pmocks.MockMonitor):
                 protect=bool(request.protect),
                 custom=bool(request.custom),
                 outputs=unwrap(rpc.deserialize_properties(response.object)),
+                ignore_changes=list(request.ignoreChanges),
+                retain_on_delete=bool(request.retainOnDelete),
+            )
+        )
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        raw = rpc.deserialize_properties(request.properties, keep_unknowns=True)
+        self.recorded.append(
+            Resource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                inputs=unwrap(raw),
+                raw_inputs=raw,
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                property_dependencies={},
+                protect=False,
+                custom=True,
+                outputs=unwrap(rpc.deserialize_properties(response.properties)),
+                read=True,
             )
         )
         return response
@@ -371,12 +437,24 @@ def run_stack(
     set_values: Mapping[str, Any] | None = None,
     set_secrets: Mapping[str, Any] | None = None,
     remove: tuple[str, ...] = (),
+    previous_outputs: Mapping[str, Any] | None = None,
+    program: Callable[[], None] | None = None,
 ) -> Run:
     """Run the program for `Pulumi.<stack>.yaml` (optionally changed) under the mocks.
 
     Keys in `set_values`/`set_secrets`/`remove` are without the project prefix.
+    `previous_outputs` are the stack's outputs from its last update, as a StackReference to
+    the stack itself reads them (unset: a stack that has none yet). `program` replaces
+    `__main__.py` (a test that builds one component).
     """
-    error, run = try_stack(stack, set_values=set_values, set_secrets=set_secrets, remove=remove)
+    error, run = try_stack(
+        stack,
+        set_values=set_values,
+        set_secrets=set_secrets,
+        remove=remove,
+        previous_outputs=previous_outputs,
+        program=program,
+    )
     if error is not None:
         raise error
     return run
@@ -396,6 +474,8 @@ def try_stack(
     set_values: Mapping[str, Any] | None = None,
     set_secrets: Mapping[str, Any] | None = None,
     remove: tuple[str, ...] = (),
+    previous_outputs: Mapping[str, Any] | None = None,
+    program: Callable[[], None] | None = None,
 ) -> tuple[BaseException | None, Run]:
     """Like `run_stack`, but returns the program's exception with what was registered anyway."""
     config, secret = stack_config(stack)
@@ -408,13 +488,28 @@ def try_stack(
         secret.add(f"{PROJECT}:{key}")
     region = str(config.get(f"{PROJECT}:aws.region", "eu-west-1"))
 
-    mocks = PlatformMocks(region)
+    own = f"{ORGANIZATION}/{PROJECT}/{stack}"
+    seeded = {own: previous_outputs} if previous_outputs is not None else {}
+    mocks = PlatformMocks(region, seeded, own_stack=own)
     monitor = RecordingMonitor(mocks)
+    log_handler = _LogRecorder()
+    logger = logging.getLogger(f"{__name__}.engine")
+    logger.handlers = [log_handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     ROOT.set(None)
     pulumi.runtime.set_all_config(
         {k: _as_config_string(v) for k, v in config.items()}, sorted(secret)
     )
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks,
+        project=PROJECT,
+        stack=stack,
+        preview=False,
+        monitor=monitor,
+        logger=logger,
+        organization=ORGANIZATION,
+    )
 
     root_str = str(ROOT_DIR)
     added = root_str not in sys.path
@@ -425,11 +520,11 @@ def try_stack(
     error: BaseException | None = None
     try:
 
-        def program() -> None:
+        def main_program() -> None:
             runpy.run_path(str(ROOT_DIR / "__main__.py"))
 
         _ensure_event_loop()
-        _sync_await(run_pulumi_func(program))
+        _sync_await(run_pulumi_func(program or main_program))
         root = pulumi.runtime.settings.get_root_resource()
         for name, value in (getattr(root, "outputs", None) or {}).items():
             out = pulumi.Output.from_input(value)
@@ -441,7 +536,17 @@ def try_stack(
     finally:
         if added:
             sys.path.remove(root_str)
-    return error, Run(stack, monitor.recorded, outputs, secret_outputs, mocks.invokes)
+    run = Run(stack, monitor.recorded, outputs, secret_outputs, mocks.invokes, log_handler.logs)
+    return error, run
+
+
+class _LogRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.logs: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.logs.append((record.levelname.lower(), record.getMessage()))
 
 
 STACKS = ("local", "integration", "production")

@@ -48,7 +48,17 @@ def sse_of(run: Run, bucket: str) -> dict[str, Any]:
     ("stack", "expected"),
     [
         ("integration", {"cluster-secrets"}),
-        ("production", {"cluster-secrets", "network-flow-logs", "registry-ecr", "airflow-logs"}),
+        (
+            "production",
+            {
+                "cluster-secrets",
+                "network-flow-logs",
+                "registry-ecr",
+                "airflow-logs",
+                "database-logs",
+                "database-alarms-topic",
+            },
+        ),
     ],
 )
 def test_customer_managed_keys_per_stack(
@@ -84,7 +94,9 @@ def test_flow_log_group(stack_runs: dict[str, Run], stack: str, days: int) -> No
     key encrypts, or CloudWatch Logs cannot use the key (CloudWatch Logs User Guide, "Encrypt
     log data in CloudWatch Logs using AWS KMS")."""
     run = stack_runs[stack]
-    group = run.one("aws:cloudwatch/logGroup:LogGroup")
+    [group] = [
+        g for g in run.of_type("aws:cloudwatch/logGroup:LogGroup") if g.name == "network-flow-logs"
+    ]
     name = group.inputs["name"]
     assert re.fullmatch(r"[.\-_/#A-Za-z0-9]{1,512}", name)
     assert group.inputs["retentionInDays"] == days
@@ -186,6 +198,8 @@ def test_integration_can_opt_in() -> None:
         "network-flow-logs",
         "registry-ecr",
         "airflow-logs",
+        "database-logs",
+        "database-alarms-topic",
     }
     assert len(run.of_type(LOGGING)) == 1
 
