@@ -9,7 +9,7 @@ AirflowRelease component creates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from components import metadata_db as mdb
 from components import node_pools as np
@@ -408,6 +408,25 @@ def git_sync_container_security_context() -> dict[str, Any]:
     }
 
 
+PROMETHEUS_POD_LABELS: Final = {"app.kubernetes.io/name": "prometheus"}
+"""Labels the Prometheus operator puts on the Prometheus pods it runs."""
+
+
+def metrics_scrapers(s: Settings) -> list[dict[str, Any]]:
+    """Who the chart's statsd and PgBouncer ingress policies admit besides Airflow's own pods:
+    Prometheus, from the metrics stack's namespace, to scrape the exporters."""
+    if not s.monitoring.enabled:
+        return []
+    return [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": s.monitoring.namespace}
+            },
+            "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
+        }
+    ]
+
+
 def api_server_ingress_peers(settings: Settings) -> list[dict[str, Any]]:
     """Who may reach the api-server once the chart's NetworkPolicies are on.
 
@@ -455,8 +474,9 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
     image = {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
     values: dict[str, Any] = {
         "executor": "KubernetesExecutor",
-        "airflowVersion": AIRFLOW_VERSION,
-        "defaultAirflowTag": AIRFLOW_VERSION,
+        # The image's Airflow version: the build's, or the one `make rollback` pinned.
+        "airflowVersion": s.rollback.airflow_version or AIRFLOW_VERSION,
+        "defaultAirflowTag": s.rollback.airflow_version or AIRFLOW_VERSION,
         "images": {
             "airflow": image,
             # Every task pod is made from the worker pod template: the same image.
@@ -477,6 +497,7 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
         # components/network_policies.py.
         "networkPolicies": {"enabled": True},
         "statsd": {
+            "extraNetworkPolicies": metrics_scrapers(s),
             "resources": sizes.statsd,
             "securityContexts": {"pod": nobody_pod_security_context()},
             "serviceAccount": {"automountServiceAccountToken": False},
@@ -488,6 +509,7 @@ def chart_values(inputs: ChartInputs) -> dict[str, Any]:
             "securityContexts": {"pod": nobody_pod_security_context()},
             "serviceAccount": {"automountServiceAccountToken": False},
             "configSecretName": SECRETS.pgbouncer_config,
+            "extraNetworkPolicies": metrics_scrapers(s),
             "metricsExporterSidecar": {
                 "statsSecretName": SECRETS.pgbouncer_stats,
                 "statsSecretKey": mdb.STATS_SECRET_KEY,

@@ -24,6 +24,7 @@ class StackSecrets:
     jwt_secret: pulumi.Output[str] | None = None
     connections: pulumi.Output[dict[str, Any]] | None = None
     variables: pulumi.Output[dict[str, Any]] | None = None
+    alerts_webhook_url: pulumi.Output[str] | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> StackSecrets:
@@ -46,4 +47,5 @@ class StackSecrets:
             jwt_secret=get("jwtSecret"),
             connections=get_map("connections"),
             variables=get_map("variables"),
+            alerts_webhook_url=get("alertsSlackWebhookUrl"),
         )

@@ -47,7 +47,12 @@ def schema_errors(values: dict[str, Any]) -> list[str]:
 
 
 def release(run: Run) -> Resource:
-    return run.one("kubernetes:helm.sh/v3:Release")
+    """The Airflow chart's Helm release (the metrics stack is another one)."""
+    found = [
+        r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "airflow"
+    ]
+    assert len(found) == 1, f"expected one Airflow release, found {[r.name for r in found]}"
+    return found[0]
 
 
 def values_of(run: Run) -> dict[str, Any]:

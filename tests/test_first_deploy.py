@@ -15,6 +15,7 @@ import pytest
 from components import chart_values as cv
 from components.registry import BUILD_CONTEXT, image_platform, pinned_ref
 from components.settings import RawConfig, parse_settings
+from tests.chart_support import release as airflow_release
 from tests.chart_support import secrets_by_name, values_of
 from tests.harness import ROOT_DIR, SITE_VALUES, STACKS, Run, fake_secret, run_stack, try_stack
 
@@ -163,7 +164,7 @@ def test_the_release_takes_the_image_from_the_build(stack_runs: dict[str, Run], 
     move to a tag whose build (and, on eks, push) succeeded; task pods use the same image."""
     run = stack_runs[stack]
     image = run.one("docker:index/image:Image")
-    release = run.one("kubernetes:helm.sh/v3:Release")
+    release = airflow_release(run)
     assert run.depends_on(release, image)
     values = values_of(run)
     assert values["images"]["pod_template"] == values["images"]["airflow"]

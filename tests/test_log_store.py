@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.chart_support import release as airflow_release
 from tests.harness import Resource, Run
 
 SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
@@ -79,7 +80,7 @@ def test_local_log_store_is_minio_with_its_bucket_created(stack_runs: dict[str, 
     script = job.inputs["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert "mc mb --ignore-existing store/airflow-platform-local-task-logs" in script
     # the release waits for the bucket: tasks write logs from their first run
-    assert job.urn in run.one("kubernetes:helm.sh/v3:Release").dependencies
+    assert job.urn in airflow_release(run).dependencies
     credentials = next(
         r
         for r in run.of_type("kubernetes:core/v1:Secret")
@@ -91,7 +92,7 @@ def test_local_log_store_is_minio_with_its_bucket_created(stack_runs: dict[str, 
 @pytest.mark.parametrize("stack", ["integration", "production"])
 def test_release_waits_only_for_what_it_reads(stack_runs: dict[str, Run], stack: str) -> None:
     run = stack_runs[stack]
-    rel = run.one("kubernetes:helm.sh/v3:Release")
+    rel = airflow_release(run)
     data_deps = {urn for urns in rel.property_dependencies.values() for urn in urns}
     assert set(rel.dependencies) <= data_deps  # no explicit depends_on on eks
     assert run.depends_on(rel, task_log_bucket(run))

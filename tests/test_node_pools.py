@@ -25,6 +25,7 @@ from components.capacity import (
 )
 from components.chart_values import _sizes
 from tests.chart_render import render_run, stack_settings
+from tests.chart_support import release as airflow_release
 from tests.chart_support import storage_classes, values_of
 from tests.harness import STACKS, Run, _hex, run_stack
 
@@ -193,7 +194,7 @@ def test_an_ingress_becomes_an_internal_alb_with_tls_from_acm() -> None:
 @pytest.mark.parametrize("stack", EKS_STACKS)
 def test_the_release_does_not_wait_for_the_add_ons(stack_runs: dict[str, Run], stack: str) -> None:
     run = stack_runs[stack]
-    release = run.one("kubernetes:helm.sh/v3:Release")
+    release = airflow_release(run)
     (addons,) = run.of_type("airflow-platform:addons:ClusterAddons")
     for child in [addons, *run.children(addons)]:
         assert not run.depends_on(release, child), child.name
