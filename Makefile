@@ -8,7 +8,7 @@ STACK ?= local
 DEPLOY := $(PY) -m deploy
 
 .PHONY: test install lint typecheck pytest check up preview refresh destroy pulumi ui init \
-	bootstrap unmount docs
+	bootstrap unmount docs rollback upgrade-drill
 
 test: install lint typecheck pytest
 
@@ -39,6 +39,15 @@ up preview refresh destroy: install
 
 pulumi: install
 	@$(DEPLOY) pulumi $(STACK) $(ARGS)
+
+# Restore the newest pre-upgrade snapshot and pin the versions from before that upgrade; the
+# same prompt as `up` (ARGS pass through). The drill rehearses upgrade -> failed canary ->
+# rollback on a non-production stack and prints the timings.
+rollback: install
+	@$(DEPLOY) rollback $(STACK) $(ARGS)
+
+upgrade-drill: install
+	@$(DEPLOY) upgrade-drill $(STACK)
 
 ui: install
 	@$(DEPLOY) ui $(STACK)

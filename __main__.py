@@ -9,10 +9,13 @@ from components.addons import ClusterAddons, ClusterAddonsArgs
 from components.airflow import AirflowRelease, AirflowReleaseArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.database_alarms import DatabaseAlarms, DatabaseAlarmsArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.registry import Registry, RegistryArgs
 from components.settings import load_settings
 from components.stack_secrets import StackSecrets
+from components.upgrade_guard import UpgradeGuard, UpgradeGuardArgs
 
 settings = load_settings()  # raises on a bad stack file before anything is registered
 secrets = StackSecrets.load(settings)
@@ -47,6 +50,16 @@ database = Database(
     ),
     k8s_opts,
 )
+if database.instance_identifier is not None:
+    # CloudWatch alarms on the RDS instance Airflow uses, to an SNS topic (subscriptions:
+    # database.alarmEmails; README "Monitoring").
+    alarms = DatabaseAlarms(
+        "database-alarms",
+        DatabaseAlarmsArgs(settings, instance_identifier=database.instance_identifier),
+        aws_opts,
+    )
+    pulumi.export("db_instance_identifier", database.instance_identifier)
+    pulumi.export("alarm_topic_arn", alarms.topic_arn)
 if settings.is_eks:
     # Node pools, the default StorageClass and the ALB IngressClass; the release does not wait.
     assert network is not None and cluster.node_role_name is not None
@@ -61,12 +74,20 @@ if settings.is_eks:
         ),
         k8s_opts,
     )
+# Reads the versions the stack ran last; a version change snapshots RDS before migrating.
+guard = UpgradeGuard(
+    "upgrades",
+    UpgradeGuardArgs(
+        settings, image=registry.image_ref, db_instance_identifier=database.instance_identifier
+    ),
+    aws_opts,
+)
 airflow = AirflowRelease(
     "airflow",
     AirflowReleaseArgs(
         settings,
         secrets,
-        image=registry.image_ref,
+        image=settings.rollback.image if settings.rollback.active else registry.image_ref,
         db_host=database.host,
         db_port=database.port,
         db_name=database.database,
@@ -75,9 +96,19 @@ airflow = AirflowRelease(
         db_sslmode=database.sslmode,
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_provider_url=cluster.oidc_provider_url,
+        wait_for=[guard.snapshot] if guard.snapshot else [],
     ),
     k8s_opts,
 )
+
+if settings.monitoring.enabled:
+    # Independent of the Airflow release: each starts as soon as the cluster is there.
+    monitoring = Monitoring(
+        "monitoring", MonitoringArgs(settings, webhook_url=secrets.alerts_webhook_url), k8s_opts
+    )
+    pulumi.export("alertmanager_url", monitoring.alertmanager_url)
+    pulumi.export("grafana_command", monitoring.grafana_command)
+    pulumi.export("grafana_password", monitoring.grafana_password)
 
 pulumi.export("cluster_name", cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
@@ -89,3 +120,5 @@ pulumi.export("ui_command", airflow.ui_command)
 pulumi.export("ui_url", airflow.ui_url)
 pulumi.export("admin_username", airflow.admin_username)
 pulumi.export("admin_password", airflow.admin_password)
+pulumi.export("platform_versions", guard.platform_versions)
+pulumi.export("upgrade_history", guard.upgrade_history)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,6 +51,8 @@ class AirflowReleaseArgs:
     db_sslmode: str
     oidc_provider_arn: pulumi.Input[str] | None = None
     oidc_provider_url: pulumi.Input[str] | None = None
+    wait_for: Sequence[pulumi.Resource] = ()
+    """What the chart's upgrade must wait for besides what it reads: the pre-upgrade snapshot."""
 
 
 class AirflowRelease(pulumi.ComponentResource):
@@ -144,7 +146,7 @@ class AirflowRelease(pulumi.ComponentResource):
             f"{name}-chart",
             name=cv.RELEASE_NAME,
             chart=cv.CHART_NAME,
-            version=s.airflow.chart_version,
+            version=s.rollback.chart_version or s.airflow.chart_version,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=cv.CHART_REPOSITORY),
             namespace=self.namespace,
             values=values,
@@ -153,7 +155,8 @@ class AirflowRelease(pulumi.ComponentResource):
             cleanup_on_fail=True,
             timeout=s.airflow.helm_timeout_seconds,
             max_history=10,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=release_deps),
+            # The migrations run in this release's hooks: they wait for the pre-upgrade snapshot.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*release_deps, *args.wait_for]),
         )
         # Egress policies beside the chart's ingress ones: what the platform's pods may reach.
         # Independent of the release (the chart's pods only need them once they run).

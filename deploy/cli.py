@@ -5,6 +5,9 @@
     python -m deploy preview|up|refresh|destroy STACK [pulumi flags]
     python -m deploy pulumi STACK ARGS...     any other pulumi command, e.g. `stack output`
     python -m deploy ui STACK                 URL, user and password of the Airflow UI
+    python -m deploy rollback STACK [flags]   restore the newest pre-upgrade snapshot, pin the
+                                              versions from before that upgrade, run the canary
+    python -m deploy upgrade-drill STACK      rehearse upgrade -> failed canary -> rollback
     python -m deploy bootstrap --region R     the shared S3 backend and KMS key (once)
 
 Before it runs Pulumi it checks the stack file offline, picks the stack's backend
@@ -14,6 +17,13 @@ is an error that says how to log in or bootstrap, so a machine pointed at the wr
 backend cannot build a second production. `preview` and `up` run the policy pack.
 The local stack also gets its DAGs mounted into minikube and its image built in
 minikube's Docker daemon, for the node's own architecture.
+
+`rollback` reads the stack's outputs and state, prints what it will restore and pin, sets
+that config (`deploy.rollback`) and runs `pulumi up` the way `up` does: the same policy pack
+and the same confirmation prompt (on production, nothing is applied until the operator
+answers it). If no update ran (the prompt was declined), the rollback config is removed
+again. Every step is printed and appended to `.pulumi-state/audit/<stack>.jsonl` in the Slack
+bot's audit format. `upgrade-drill` (never on production) is `deploy/drill.py`.
 """
 
 from __future__ import annotations
@@ -30,10 +40,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.chart_values import AIRFLOW_VERSION
 from components.registry import image_platform
 from components.settings import Settings
+from components.upgrades import PlatformVersions
 from deploy.backend import Backend, BackendError, backend_for, ensure_local_state
 from deploy.check import check_stack
+from deploy.drill import AutomationDrillRunner, Drill, DrillError, DrillRunner, format_timings
+from deploy.rollback import AuditTrail, RollbackError, audit_path, rollback_plan
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 VERBS = ("preview", "up", "refresh", "destroy")
@@ -304,6 +318,132 @@ def ui_lines(ctx: Context, outputs: Mapping[str, object]) -> list[str]:
     return lines
 
 
+def _json(ctx: Context, *args: str) -> object:
+    text = ctx.pulumi(*args).stdout or ""
+    try:
+        return json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        raise DeployError(f"`pulumi {' '.join(args)}` did not print JSON") from None
+
+
+def last_update_version(ctx: Context) -> int:
+    """The number of the stack's newest update (0: none yet), from `pulumi stack history`."""
+    history = _json(ctx, "stack", "history", "--json", "--page-size", "1", "--stack", ctx.stack)
+    if isinstance(history, list) and history and isinstance(history[0], dict):
+        return int(history[0].get("version") or 0)
+    return 0
+
+
+def config_values(ctx: Context, keys: Sequence[str]) -> dict[str, str | None]:
+    """The stack's current values of `keys` (None: not set)."""
+    found = _json(ctx, "config", "--json", "--stack", ctx.stack)
+    values: dict[str, str | None] = {}
+    for key in keys:
+        entry = found.get(key) if isinstance(found, dict) else None
+        value = entry.get("value") if isinstance(entry, dict) else None
+        values[key] = None if value is None else str(value)
+    return values
+
+
+def set_config(ctx: Context, values: Mapping[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            ctx.pulumi("config", "rm", "--stack", ctx.stack, key, check=False)
+        else:
+            ctx.pulumi("config", "set", "--stack", ctx.stack, key, value)
+
+
+def rollback(
+    ctx: Context,
+    extra: Sequence[str],
+    call: Callable[..., int] = subprocess.call,
+    say: Callable[[str], None] = print,
+) -> int:
+    """`make rollback STACK=x`: see the module's docstring."""
+    if not ctx.settings.is_eks:
+        raise DeployError(
+            f"{ctx.stack} keeps its database in the cluster: there are no pre-upgrade RDS"
+            " snapshots to roll back to (rollback is for eks stacks)"
+        )
+    prerequisites(ctx, "up")
+    select_stack(ctx)
+    trail = AuditTrail(audit_path(ctx.project_dir, ctx.stack), ctx.stack, "rollback", say=say)
+    trail.start()
+    started, result = time.monotonic(), "failed"
+    try:
+        outputs = _json(ctx, "stack", "output", "--json", "--stack", ctx.stack)
+        state = _json(ctx, "stack", "export", "--stack", ctx.stack)
+        trail.step("read", "the stack's outputs (upgrade_history, platform_versions) and state")
+        try:
+            plan = rollback_plan(
+                outputs if isinstance(outputs, dict) else {},
+                state if isinstance(state, dict) else None,
+            )
+        except RollbackError as err:
+            result = "refused"
+            trail.step("refused", str(err))
+            raise DeployError(f"nothing to roll back: {err}") from None
+        for line in plan.lines(ctx.stack):
+            trail.step("plan", line.strip())
+        before = last_update_version(ctx)
+        previous = config_values(ctx, list(plan.config))
+        set_config(ctx, plan.config)
+        trail.step("config", ", ".join(f"{k}={v}" for k, v in plan.config.items()))
+        snapshot = plan.target.record.snapshot
+        argv = pulumi_argv(
+            "up", ctx.stack, [*extra, "--message", f"rollback to {snapshot}"], ctx.project_dir
+        )
+        trail.step("up", "pulumi up: restore, pin, canary (confirm at its prompt, as for `up`)")
+        code = call(argv, cwd=ctx.project_dir, env=ctx.env)
+        if code == 0:
+            result = "ok"
+            trail.step("up", "succeeded: database restored, versions pinned, canary passed")
+        elif last_update_version(ctx) == before:
+            result = "abandoned"
+            set_config(ctx, previous)
+            trail.step("abandoned", "no update ran; the rollback config was removed again")
+        else:
+            trail.step(
+                "up",
+                f"failed (exit {code}); the rollback config stays set: fix the cause, then"
+                f" `make rollback STACK={ctx.stack}` again",
+            )
+        return code
+    finally:
+        trail.finish(result, time.monotonic() - started)
+
+
+def upgrade_drill(
+    ctx: Context, runner: DrillRunner | None = None, say: Callable[[str], None] = print
+) -> int:
+    """`make upgrade-drill STACK=integration`: see deploy/drill.py."""
+    if not ctx.settings.is_eks or ctx.settings.is_production:
+        raise DeployError(
+            "the upgrade drill runs on an eks stack other than production (STACK=integration)"
+        )
+    if runner is None:
+        prerequisites(ctx, "up")
+        select_stack(ctx)
+        runner = AutomationDrillRunner(
+            ctx.project_dir,
+            ctx.stack,
+            ctx.env,
+            ctx.backend.secrets_provider,
+            policy_pack=ctx.project_dir / POLICY_PACK,
+            echo=say,
+        )
+    target = PlatformVersions(AIRFLOW_VERSION, ctx.settings.airflow.chart_version)
+    trail = AuditTrail(audit_path(ctx.project_dir, ctx.stack), ctx.stack, "upgrade-drill", say=say)
+    drill = Drill(ctx.stack, runner, target, audit=trail)
+    try:
+        steps = drill.run()
+    except DrillError as err:
+        say(format_timings(ctx.stack, err.steps))
+        raise DeployError(f"upgrade drill stopped: {err}") from None
+    say(format_timings(ctx.stack, steps))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -340,6 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if command == "destroy" and code == 0 and not ctx.settings.is_eks:
                 stop_dags_mount(ctx.project_dir)
             return code
+        if command == "rollback":
+            return rollback(ctx, extra)
+        if command == "upgrade-drill":
+            return upgrade_drill(ctx)
         if command == "pulumi":
             need("pulumi", "https://www.pulumi.com/docs/iac/download-install/")
             select_stack(ctx)

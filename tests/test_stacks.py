@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.upgrades import GUARD_TYPE
 from tests.harness import STACKS, Run
 
 COMPONENT_PREFIX = "airflow-platform:"
@@ -152,6 +153,10 @@ def test_every_child_is_parented_to_its_component(stack_runs: dict[str, Run], st
         assert owner is not None, f"{res.type} {res.name} is not inside a component"
         assert res.name.startswith(f"{owner.name}-"), f"{res.name} not named after {owner.name}"
     for component in components.values():
+        # The one exception: on minikube the upgrade guard only records versions (no RDS to
+        # snapshot, no previous outputs to read).
+        if stack == "local" and component.type == GUARD_TYPE:
+            continue
         assert run.children(component), f"{component.name} has no children"
 
 

@@ -10,7 +10,12 @@ import pytest
 
 from tests.airflow.af_harness import DAGS_DIR, AirflowSandbox, record_figure
 
-EXPECTED_DAGS = {"platform_pipeline", "platform_s3_roundtrip", "platform_k8s_pod"}
+EXPECTED_DAGS = {
+    "platform_pipeline",
+    "platform_s3_roundtrip",
+    "platform_k8s_pod",
+    "platform_canary",
+}
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 IMPORT_BUDGET_S = 1.0
 
