@@ -24,7 +24,7 @@ from slackbot.poster import SlackPoster
 from slackbot.redact import Redactor
 from slackbot.runner import PulumiStackRunner
 from slackbot.service import BotOptions, ChatOps
-from slackbot.settings import SettingsError, load_settings
+from slackbot.settings import SettingsError, alertmanager_variable, load_settings
 from slackbot.stacks import discover_stacks
 
 logger = logging.getLogger("slackbot")
@@ -46,6 +46,10 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
     stacks = discover_stacks(settings.project_dir)
     for name in sorted(set(access.stacks) - set(stacks)):
         logger.warning("access file names stack %r, which has no Pulumi.%s.yaml", name, name)
+    alertmanagers = settings.alertmanagers(stacks)
+    known = {alertmanager_variable(stack) for stack in stacks}
+    for variable in sorted(set(settings.alertmanager_urls) - known):
+        logger.warning("%s names no stack of this project; ignored", variable)
     client = (
         WebClient(token=settings.bot_token, base_url=settings.slack_api_url)
         if settings.slack_api_url
@@ -79,6 +83,8 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
             notify_channel=settings.notify_channel,
             operation_timeout=settings.operation_timeout,
             cancel_grace=settings.cancel_grace,
+            alertmanager_urls=alertmanagers,
+            alerts_timeout=settings.alerts_timeout,
         ),
         status_jobs=status_jobs,
     )
@@ -101,6 +107,7 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
         )
     chatops.start()
     logger.info("stacks: %s; policy pack: %s", ", ".join(stacks), runner.policy_pack)
+    logger.info("alerts in status: %s", ", ".join(sorted(alertmanagers)) or "none configured")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if settings.app_token is not None:

@@ -25,7 +25,9 @@ from slackbot.operations import Operation
 
 WILDCARD = "*"
 PROTECTED_STACK = "production"
-"""The stack whose `up`/`destroy` need approval and whose `destroy` is off unless configured."""
+"""The stack whose `up`/`rollback`/`destroy` need approval and whose `destroy` is off unless
+configured."""
+APPROVABLE = frozenset({Operation.UP, Operation.REFRESH, Operation.DESTROY, Operation.ROLLBACK})
 
 UserId = Annotated[str, StringConstraints(pattern=r"^(\*|[UW][A-Z0-9]{2,})$")]
 ChannelId = Annotated[str, StringConstraints(pattern=r"^(\*|[CGD][A-Z0-9]{2,})$")]
@@ -46,12 +48,14 @@ class AccessRule(BaseModel):
     commands: list[Operation] = Field(min_length=1)
 
     def matches(self, user: str, channel: str, operation: Operation) -> bool:
-        """True when this rule lets `user` run `operation` from `channel`."""
-        return (
-            _listed(user, self.users)
-            and _listed(channel, self.channels)
-            and operation in self.commands
+        """True when this rule lets `user` run `operation` from `channel`.
+
+        `up` implies `rollback`: a rollback is an `up` of the release before the last upgrade.
+        """
+        granted = operation in self.commands or (
+            operation is Operation.ROLLBACK and Operation.UP in self.commands
         )
+        return _listed(user, self.users) and _listed(channel, self.channels) and granted
 
 
 class StackAccess(BaseModel):
@@ -64,7 +68,9 @@ class StackAccess(BaseModel):
         default_factory=list, description="Users who may approve a protected operation."
     )
     require_approval: list[Operation] | None = Field(
-        default=None, description="Defaults to [up, destroy] on production, [] elsewhere."
+        default=None,
+        description="Defaults to [up, rollback, destroy] on production, [] elsewhere; "
+        "`rollback` always needs approval where `up` does.",
     )
     destroy_enabled: bool | None = Field(
         default=None, description="Defaults to false on production, true elsewhere."
@@ -96,7 +102,7 @@ class AccessConfig(BaseModel):
         problems: list[str] = []
         for name in self.stacks:
             needed = self.operations_needing_approval(name)
-            invalid = needed - {Operation.UP, Operation.REFRESH, Operation.DESTROY}
+            invalid = needed - APPROVABLE
             if invalid:
                 listed = ", ".join(sorted(op.value for op in invalid))
                 problems.append(f"stacks.{name}.require_approval: cannot include {listed}")
@@ -111,13 +117,20 @@ class AccessConfig(BaseModel):
         return self.approval_window_minutes * 60
 
     def operations_needing_approval(self, stack: str) -> set[Operation]:
-        """The operations on `stack` that run only after another person approves them."""
+        """The operations on `stack` that run only after another person approves them.
+
+        A rollback deploys as much as an `up` does, so it follows the same rule.
+        """
         rules = self.stacks.get(stack)
         if rules is not None and rules.require_approval is not None:
-            return set(rules.require_approval)
-        if stack == PROTECTED_STACK:
-            return {Operation.UP, Operation.DESTROY}
-        return set()
+            needed = set(rules.require_approval)
+        elif stack == PROTECTED_STACK:
+            needed = {Operation.UP, Operation.DESTROY}
+        else:
+            needed = set()
+        if Operation.UP in needed:
+            needed.add(Operation.ROLLBACK)
+        return needed
 
     def destroy_enabled(self, stack: str) -> bool:
         rules = self.stacks.get(stack)

@@ -16,6 +16,7 @@ from slackbot.blocks import (
     ACTION_DRIFT_REFRESH,
     ACTION_DRIFT_UP,
     ACTION_REFRESH,
+    ACTION_ROLLBACK,
 )
 from slackbot.dedup import DeliveryLog, delivery_keys
 from slackbot.http_server import one_line
@@ -113,5 +114,8 @@ def build_app(
     )
     app.action(ACTION_DRIFT_UP)(
         button(lambda stack, user, channel: chatops.handle_up_offer(user, channel, stack))
+    )
+    app.action(ACTION_ROLLBACK)(
+        button(lambda stack, user, channel: chatops.handle_rollback_offer(user, channel, stack))
     )
     return app

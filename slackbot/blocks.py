@@ -1,4 +1,5 @@
-"""Block Kit layouts with buttons: approval requests and the offer to refresh after a crash."""
+"""Block Kit layouts with buttons: approval requests, the offer to refresh after a crash,
+drift reports and the offer to roll back after a failed post-deploy canary."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ ACTION_CANCEL = "airflow_cancel"
 ACTION_REFRESH = "airflow_refresh"
 ACTION_DRIFT_REFRESH = "airflow_drift_refresh"
 ACTION_DRIFT_UP = "airflow_drift_up"
+ACTION_ROLLBACK = "airflow_rollback"
 
 Blocks = list[dict[str, Any]]
 
@@ -65,6 +67,18 @@ def drift_blocks(text: str, stack: str) -> Blocks:
                 _button(ACTION_DRIFT_REFRESH, f"Refresh {stack}", stack),
                 _button(ACTION_DRIFT_UP, f"Up {stack}", stack, "primary"),
             ],
+        },
+    ]
+
+
+def rollback_offer_blocks(text: str, stack: str) -> Blocks:
+    """A failed canary: roll the stack back (a `rollback <stack>` request, approvals as usual)."""
+    return [
+        _section(text),
+        {
+            "type": "actions",
+            "block_id": "airflow_rollback",
+            "elements": [_button(ACTION_ROLLBACK, f"Roll back {stack}", stack, "danger")],
         },
     ]
 

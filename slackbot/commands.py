@@ -94,7 +94,9 @@ def help_text(command: str, stacks: Sequence[str]) -> str:
         "(stacks that allow it; `branch=main` returns to the default)",
         "• `refresh <stack>`: reconcile the stack's state with the cloud",
         "• `destroy <stack>`: delete every resource of the stack",
-        "• `status <stack>`: last update, resource counts, outputs and DAG branch",
+        "• `rollback <stack>`: deploy the release before the last upgrade again "
+        "(approvals as for `up`)",
+        "• `status <stack>`: last update, firing alerts, resource counts, outputs and DAG branch",
         "• `cancel <stack>`: stop the running operation (its requester or an approver)",
         "• `drift <stack>`: check whether the cloud has drifted from the stack's state",
         "• `help`: this message",

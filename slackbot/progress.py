@@ -14,6 +14,8 @@ from slackbot.text import first_line
 
 Clock = Callable[[], float]
 _MAX_CHANGED = 200
+_MAX_ERROR_TEXT = 64 * 1024
+"""Error diagnostics kept whole (to find reports in them), up to this many characters."""
 
 _VERB = {
     OpType.CREATE: "creating",
@@ -43,6 +45,8 @@ class ProgressSnapshot:
     """The engine's own totals, once its summary event has arrived."""
     changed: tuple[tuple[str, str, str], ...] = ()
     """(op, type, name) of every resource with a step other than `same`, in order."""
+    errors: tuple[str, ...] = ()
+    """The whole text of each error diagnostic (never posted as it is; searched for reports)."""
 
 
 class ProgressTracker:
@@ -57,6 +61,8 @@ class ProgressTracker:
         self._violations = 0
         self._summary: dict[str, int] | None = None
         self._changed: list[tuple[str, str, str]] = []
+        self._errors: list[str] = []
+        self._error_chars = 0
 
     def on_event(self, event: EngineEvent) -> None:
         with self._lock:
@@ -78,6 +84,9 @@ class ProgressTracker:
                 line = first_line(diagnostic.message)
                 if line and self._first_error is None:
                     self._first_error = line
+                if self._error_chars + len(diagnostic.message) <= _MAX_ERROR_TEXT:
+                    self._errors.append(diagnostic.message)
+                    self._error_chars += len(diagnostic.message)
             policy = event.policy_event
             if policy is not None and policy.enforcement_level == "mandatory":
                 self._violations += 1
@@ -99,6 +108,7 @@ class ProgressTracker:
                 mandatory_policy_violations=self._violations,
                 summary_changes=dict(self._summary) if self._summary is not None else None,
                 changed=tuple(self._changed),
+                errors=tuple(self._errors),
             )
 
 

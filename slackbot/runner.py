@@ -3,7 +3,8 @@
 `StackRunner` is the small interface the bot depends on; `PulumiStackRunner` is the real one:
 a `LocalWorkspace` over the project directory (its `Pulumi.yaml` and `Pulumi.<stack>.yaml`),
 `select_stack`, then preview/up/refresh/destroy with engine events streamed to a callback,
-colour off and secrets never shown.
+colour off and secrets never shown. A rollback is an `up` after the keys `deploy.rollback`
+computes from the stack's outputs and state have been set on the stack.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pulumi import automation as auto
 from components.settings import PROJECT
 from deploy.backend import Backend, BackendError, backend_for, ensure_local_state
 from deploy.project_config import ConfigFileError, load_yaml_file
+from deploy.rollback import RollbackError, rollback_config
 from slackbot.operations import Operation
 from slackbot.text import strip_colors
 
@@ -111,11 +113,20 @@ class StackMissingError(RunnerError):
 
 
 class OperationFailedError(RunnerError):
-    """The engine ran and reported failure; `detail` is the CLI's first error line, if any."""
+    """The engine ran and reported failure; `detail` is the CLI's first error line, if any.
 
-    def __init__(self, message: str, detail: str | None = None) -> None:
+    `output` is the CLI's whole output (colours removed). It is never shown as it is: the bot
+    only looks in it for reports it knows (the post-deploy canary's), and masks what it posts.
+    """
+
+    def __init__(self, message: str, detail: str | None = None, output: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+        self.output = output
+
+
+class NothingToRollBackError(RunnerError):
+    """The stack's outputs record no upgrade to roll back; the message says why."""
 
 
 class StackRunner(Protocol):
@@ -140,6 +151,13 @@ class StackRunner(Protocol):
 
     def set_config(self, stack: str, values: Mapping[str, str | None]) -> None:
         """Set plain config values on the stack; None removes the key."""
+        ...
+
+    def rollback_config(self, stack: str) -> dict[str, str]:
+        """The config keys that make the next `up` roll the stack back to its last release.
+
+        Raises `NothingToRollBackError` when the stack's outputs record no upgrade.
+        """
         ...
 
     def cancel(self, stack: str) -> None:
@@ -198,7 +216,7 @@ class PulumiStackRunner:
             stack = self._select(request.stack)
             if request.operation is Operation.PREVIEW:
                 return self._preview(stack, request, on_event)
-            if request.operation is Operation.UP:
+            if request.operation.deploys:
                 up = stack.up(
                     on_event=on_event,
                     color="never",
@@ -275,13 +293,26 @@ class PulumiStackRunner:
         }
 
     def set_config(self, stack_name: str, values: Mapping[str, str | None]) -> None:
+        setting = {
+            key: auto.ConfigValue(value, secret=False)
+            for key, value in values.items()
+            if value is not None
+        }
+        removing = [key for key, value in values.items() if value is None]
         with _translated_errors(stack_name):
             stack = self._select(stack_name)
-            for key, value in values.items():
-                if value is None:
-                    stack.remove_config(key)
-                else:
-                    stack.set_config(key, auto.ConfigValue(value, secret=False))
+            if setting:
+                stack.set_all_config(setting)
+            if removing:
+                stack.remove_all_config(removing)
+
+    def rollback_config(self, stack_name: str) -> dict[str, str]:
+        with _translated_errors(stack_name):
+            stack = self._select(stack_name)
+            outputs = stack.outputs()
+            exported = stack.export_stack()
+        state = {"version": exported.version, "deployment": exported.deployment or {}}
+        return rollback_settings(plain_outputs(outputs), state)
 
     def cancel(self, stack_name: str) -> None:
         with _translated_errors(stack_name):
@@ -369,13 +400,37 @@ def _translated_errors(stack: str) -> Iterator[None]:
         raise StackMissingError(f"Stack `{stack}` does not exist in the backend.") from None
     except auto.CommandError as error:
         logger.warning("pulumi command failed on stack %s (%s)", stack, type(error).__name__)
+        text = str(error)
         raise OperationFailedError(
-            f"The Pulumi operation on `{stack}` failed.", _first_cli_error(str(error))
+            f"The Pulumi operation on `{stack}` failed.",
+            _first_cli_error(text),
+            output=strip_colors(text),
         ) from None
     except FileNotFoundError:
         raise RunnerError("The Pulumi CLI is not installed on the bot's host.") from None
     except auto.InvalidVersionError:
         raise RunnerError("The installed Pulumi CLI is too old for this bot.") from None
+
+
+def rollback_settings(
+    outputs: Mapping[str, Any], state: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The config keys that roll the stack back (`deploy.rollback.rollback_config`).
+
+    `state` (`pulumi stack export`) also knows the snapshot of an upgrade whose update failed
+    before it wrote its outputs: a deploy stopped by its canary. A `RollbackError` becomes
+    `NothingToRollBackError` with the same, program-written message.
+    """
+    try:
+        config = rollback_config(outputs, state)
+    except RollbackError as error:
+        raise NothingToRollBackError(str(error)) from None
+    return {str(key): str(value) for key, value in config.items()}
+
+
+def plain_outputs(outputs: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
+    """The stack's outputs without the secret ones (rollback config is written in plain text)."""
+    return {name: output.value for name, output in outputs.items() if not output.secret}
 
 
 def _first_cli_error(text: str) -> str | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -11,6 +13,15 @@ _N = TypeVar("_N", int, float)
 
 DEFAULT_PORT = 3000
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
+ALERTMANAGER_PREFIX = "SLACKBOT_ALERTMANAGER_URL_"
+"""`SLACKBOT_ALERTMANAGER_URL_<STACK>`: the Alertmanager `status <stack>` reads alerts from."""
+_NOT_IN_NAME = re.compile(r"[^A-Z0-9]")
+
+
+def alertmanager_variable(stack: str) -> str:
+    """The variable naming a stack's Alertmanager: `production` → `..._PRODUCTION`,
+    `eu-prod` → `..._EU_PROD`."""
+    return ALERTMANAGER_PREFIX + _NOT_IN_NAME.sub("_", stack.upper())
 
 
 class SettingsError(Exception):
@@ -37,10 +48,21 @@ class Settings:
     """Pending approvals and their plans; defaults to `state/` beside the audit log."""
     operation_timeout: float = 2 * 3600.0
     cancel_grace: float = 120.0
+    alertmanager_urls: Mapping[str, str] = field(default_factory=dict)
+    """Alertmanager base URLs by variable (`SLACKBOT_ALERTMANAGER_URL_<STACK>`)."""
+    alerts_timeout: float = 3.0
 
     @property
     def socket_mode(self) -> bool:
         return self.app_token is not None
+
+    def alertmanagers(self, stacks: Iterable[str]) -> dict[str, str]:
+        """Each stack's Alertmanager URL, for the stacks that have one."""
+        return {
+            stack: self.alertmanager_urls[alertmanager_variable(stack)]
+            for stack in stacks
+            if alertmanager_variable(stack) in self.alertmanager_urls
+        }
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -108,7 +130,38 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             1,
             3600,
         ),
+        alertmanager_urls={
+            name: _alertmanager_url(name, value.strip())
+            for name, value in sorted(environ.items())
+            if name.startswith(ALERTMANAGER_PREFIX) and value.strip()
+        },
+        alerts_timeout=_number(
+            "SLACKBOT_ALERTMANAGER_TIMEOUT_SECONDS",
+            optional("SLACKBOT_ALERTMANAGER_TIMEOUT_SECONDS"),
+            3.0,
+            float,
+            0.2,
+            30,
+        ),
     )
+
+
+def _alertmanager_url(name: str, value: str) -> str:
+    """An http(s) base URL without credentials (the bot's messages may show it)."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must be an http:// or https:// URL with a host name")
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(
+            f"{name} must not carry credentials; reach Alertmanager inside the cluster's network"
+        )
+    if parts.query or parts.fragment:
+        raise SettingsError(f"{name} is a base URL: no query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises on an invalid port
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid port") from None
+    return value.rstrip("/")
 
 
 def _number(name: str, raw: str | None, default: _N, kind: type[_N], low: _N, high: _N) -> _N:

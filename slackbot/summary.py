@@ -106,7 +106,7 @@ def render_outcome(outcome: Outcome) -> str:
     ]
     if not outcome.succeeded:
         lines.append(f"*First error:* {escape(outcome.error or 'no error detail was reported')}")
-    if outcome.succeeded and outcome.operation is Operation.UP:
+    if outcome.succeeded and outcome.operation.deploys:
         lines.append("*Outputs:*\n" + render_outputs(outcome.outputs))
     return "\n".join(lines)
 

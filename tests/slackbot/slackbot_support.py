@@ -39,6 +39,7 @@ from slackbot.runner import (
     RunRequest,
     RunResult,
     StackStatus,
+    rollback_settings,
 )
 from slackbot.service import BotOptions, ChatOps
 
@@ -178,12 +179,18 @@ class FakeRunner:
         self.started = threading.Event()
         self.configs: dict[str, dict[str, ConfigEntry]] = {}
         self.config_writes: list[tuple[str, dict[str, str | None]]] = []
+        self.config_at_run: list[tuple[RunRequest, dict[str, str]]] = []
+        """The stack's plain config as each operation saw it."""
         self.cancels: list[str] = []
         self.status_delay = 0.0
         self.status_calls = 0
         self.fingerprint_error: Exception | None = None
         self.errors: dict[str, Exception] = {}
         """Raise this from `config` or `status` (keyed by method name)."""
+        self.outputs: dict[str, dict[str, Any]] = {}
+        """The plain outputs `rollback_config` hands to `deploy.rollback`."""
+        self.exports: dict[str, dict[str, Any]] = {}
+        """`pulumi stack export` of each stack, for `deploy.rollback`."""
         self._cancelled: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -194,6 +201,10 @@ class FakeRunner:
     def run(self, request: RunRequest, on_event: EventSink) -> RunResult:
         with self._lock:
             self.requests.append(request)
+            current = self.configs.get(request.stack, {})
+            self.config_at_run.append(
+                (request, {key: entry.value for key, entry in current.items()})
+            )
             count = self.running.get(request.stack, 0) + 1
             self.running[request.stack] = count
             peak = self.max_parallel_per_stack.get(request.stack, 0)
@@ -255,6 +266,12 @@ class FakeRunner:
                     current.pop(key, None)
                 else:
                     current[key] = ConfigEntry(value, secret=False)
+
+    def rollback_config(self, stack: str) -> dict[str, str]:
+        with self._lock:
+            outputs = dict(self.outputs.get(stack, {}))
+            state = self.exports.get(stack)
+        return rollback_settings(outputs, state)
 
     def cancel(self, stack: str) -> None:
         with self._lock:
@@ -524,6 +541,8 @@ def start_bot(
     operation_timeout: float = 3600.0,
     cancel_grace: float = 5.0,
     housekeeping_interval: float = 60.0,
+    alertmanager_urls: Mapping[str, str] | None = None,
+    alerts_timeout: float = 3.0,
 ) -> BotHarness:
     client = WebClient(token=BOT_TOKEN, base_url=slack_api.base_url, timeout=5)
     redactor = Redactor()
@@ -545,6 +564,8 @@ def start_bot(
             operation_timeout=operation_timeout,
             cancel_grace=cancel_grace,
             housekeeping_interval=housekeeping_interval,
+            alertmanager_urls=dict(alertmanager_urls or {}),
+            alerts_timeout=alerts_timeout,
         ),
         clock=clock,
     )

@@ -52,7 +52,7 @@ def test_authorisation_matrix(user, channel, stack, subcommand, allowed):
     assert bool(decision.reason) is not allowed
 
 
-def test_production_up_and_destroy_need_approval_by_default_and_nothing_else_does():
+def test_production_up_rollback_and_destroy_need_approval_by_default_and_nothing_else_does():
     needing = {
         (stack, op)
         for stack in ("local", "integration", "production")
@@ -60,7 +60,47 @@ def test_production_up_and_destroy_need_approval_by_default_and_nothing_else_doe
         if needs_approval(CONFIG, stack, op)
     }
 
-    assert needing == {("production", Operation.UP), ("production", Operation.DESTROY)}
+    assert needing == {
+        ("production", Operation.UP),
+        ("production", Operation.ROLLBACK),
+        ("production", Operation.DESTROY),
+    }
+
+
+def test_rollback_follows_up_wherever_up_needs_approval():
+    config = AccessConfig.model_validate(
+        {
+            "stacks": {
+                "integration": {"approvers": [BOB], "require_approval": ["up"]},
+                "production": {"approvers": [BOB], "require_approval": ["destroy"]},
+            }
+        }
+    )
+
+    assert needs_approval(config, "integration", Operation.ROLLBACK)
+    assert not needs_approval(config, "production", Operation.ROLLBACK)
+    assert not needs_approval(config, "production", Operation.UP)
+
+
+def test_whoever_may_run_up_may_roll_back_and_rollback_alone_grants_no_up():
+    config = AccessConfig.model_validate(
+        {
+            "stacks": {
+                "integration": {
+                    "allow": [
+                        {"users": [ALICE], "channels": ["*"], "commands": ["up"]},
+                        {"users": [BOB], "channels": ["*"], "commands": ["rollback"]},
+                        {"users": ["UCAROL"], "channels": ["*"], "commands": ["preview"]},
+                    ]
+                }
+            }
+        }
+    )
+
+    assert authorise(config, ALICE, "C1", "integration", Operation.ROLLBACK).allowed
+    assert authorise(config, BOB, "C1", "integration", Operation.ROLLBACK).allowed
+    assert not authorise(config, BOB, "C1", "integration", Operation.UP).allowed
+    assert not authorise(config, "UCAROL", "C1", "integration", Operation.ROLLBACK).allowed
 
 
 def test_destroy_production_can_be_enabled_and_approval_reconfigured():

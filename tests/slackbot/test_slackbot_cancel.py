@@ -89,7 +89,7 @@ def test_a_hung_operation_is_cancelled_by_the_time_out(tmp_path, slack_api):
         assert runner.cancels == ["local"]
         assert [e["result"] for e in ends(bot)] == ["timed out"]
         assert elapsed < 5
-        assert bot.chatops._locks.holder("local") is None
+        assert bot.chatops.core.locks.holder("local") is None
     finally:
         bot.close()
 
@@ -102,7 +102,7 @@ def test_a_run_that_ignores_the_cancel_loses_its_stack_after_the_grace(tmp_path,
     try:
         bot.command("up local")
         slack_api.wait_for_text("has not stopped")
-        assert wait_until(lambda: bot.chatops._locks.holder("local") is None)
+        assert wait_until(lambda: bot.chatops.core.locks.holder("local") is None)
         busy_elsewhere = bot.command("preview local")
         assert "Starting" in busy_elsewhere.text, "the bot released the stack"
         assert any(e["event"] == "abandoned" for e in bot.audit.entries())

@@ -17,6 +17,7 @@ from tests.slackbot.slackbot_support import OPS_CHANNEL, STACKS
         ("refresh integration", StackCommand(Operation.REFRESH, "integration")),
         ("destroy local", StackCommand(Operation.DESTROY, "local")),
         ("status production", StackCommand(Operation.STATUS, "production")),
+        ("rollback production", StackCommand(Operation.ROLLBACK, "production")),
         ("", HelpRequest()),
         ("help", HelpRequest()),
     ],
@@ -45,7 +46,9 @@ def test_unusable_commands_explain_what_exists(text, problem):
 def test_help_lists_every_subcommand_and_stack():
     text = help_text("/airflow", STACKS)
 
-    for word in ("preview", "up", "refresh", "destroy", "status", "help", *STACKS):
+    for word in ("preview", "up", "rollback", "refresh", "destroy", "status", "cancel", "drift"):
+        assert f"`{word} <stack>`" in text
+    for word in ("help", *STACKS):
         assert f"`{word}" in text or f"`{word}`" in text
 
 

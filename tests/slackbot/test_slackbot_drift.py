@@ -142,5 +142,7 @@ def test_the_manifest_asks_only_for_what_the_bot_uses():
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/airflow"
     assert command["url"].endswith("/slack/events")
+    for operation in Operation:
+        assert operation.value in command["usage_hint"], "every subcommand is in the hint"
     assert manifest["settings"]["interactivity"]["request_url"] == command["url"]
     assert json.dumps(manifest).count("bot.example.com") == 2

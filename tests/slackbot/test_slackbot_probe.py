@@ -240,7 +240,7 @@ def test_every_fault_inside_an_operation_answers_in_slack_with_one_log_line(
     errors = slackbot_records(caplog)
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
-    assert bot.chatops._locks.holder(command.split()[1]) is None, "the stack is released"
+    assert bot.chatops.core.locks.holder(command.split()[1]) is None, "the stack is released"
 
 
 def test_a_dangling_symlink_in_the_program_is_a_runner_error(tmp_path, monkeypatch):
@@ -329,4 +329,4 @@ def test_forty_status_calls_do_not_delay_an_acked_up(bot, runner, slack_api):
 
 
 def test_no_plan_files_in_the_system_temp_directory(bot, runner, slack_api, tmp_path: Path):
-    assert bot.chatops._options.plan_dir.is_relative_to(tmp_path)
+    assert bot.chatops.core.options.plan_dir.is_relative_to(tmp_path)

@@ -191,11 +191,13 @@ class _RecordingStack:
             "airflow-platform:databasePassword": auto.ConfigValue(SECRET, secret=True),
         }
 
-    def set_config(self, key, value):
-        self.calls.append(("set", (key, value.value, value.secret)))
+    def set_all_config(self, config):
+        self.calls.append(
+            ("set", sorted((key, value.value, value.secret) for key, value in config.items()))
+        )
 
-    def remove_config(self, key):
-        self.calls.append(("remove", key))
+    def remove_all_config(self, keys):
+        self.calls.append(("remove", sorted(keys)))
 
     def cancel(self):
         self.calls.append(("cancel", None))
@@ -219,8 +221,8 @@ def test_config_cancel_and_refresh_preview_go_through_the_automation_api(tmp_pat
     assert config["airflow-platform:databasePassword"].value == SECRET
     assert SECRET not in repr(config)
     assert stack.calls[:3] == [
-        ("set", ("airflow-platform:airflow.gitSync.branch", "f", False)),
-        ("remove", "k"),
+        ("set", [("airflow-platform:airflow.gitSync.branch", "f", False)]),
+        ("remove", ["k"]),
         ("cancel", None),
     ]
     kind, kwargs = stack.calls[3]

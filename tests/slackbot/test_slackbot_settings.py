@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slackbot.__main__ import main
-from slackbot.settings import SettingsError, load_settings
+from slackbot.settings import SettingsError, alertmanager_variable, load_settings
 from slackbot.stacks import discover_stacks
 
 
@@ -107,3 +107,45 @@ def test_state_dir_and_time_outs(project):
     assert (custom.operation_timeout, custom.cancel_grace) == (600.0, 30.0)
     with pytest.raises(SettingsError, match="SLACKBOT_OPERATION_TIMEOUT_SECONDS"):
         load_settings(env(project, SLACKBOT_OPERATION_TIMEOUT_SECONDS="soon"))
+
+
+def test_each_stack_may_name_its_alertmanager(project):
+    settings = load_settings(
+        env(
+            project,
+            SLACKBOT_ALERTMANAGER_URL_PRODUCTION="http://alertmanager.monitoring.svc:9093/",
+            SLACKBOT_ALERTMANAGER_URL_INTEGRATION="https://am.internal.example/integration",
+            SLACKBOT_ALERTMANAGER_TIMEOUT_SECONDS="1.5",
+        )
+    )
+
+    assert settings.alertmanagers(discover_stacks(project)) == {
+        "integration": "https://am.internal.example/integration",
+        "production": "http://alertmanager.monitoring.svc:9093",
+    }
+    assert settings.alerts_timeout == 1.5
+    assert load_settings(env(project)).alertmanagers(["production"]) == {}
+    assert load_settings(env(project)).alerts_timeout == 3.0
+
+
+def test_a_stack_name_becomes_a_variable_name():
+    assert alertmanager_variable("production") == "SLACKBOT_ALERTMANAGER_URL_PRODUCTION"
+    assert alertmanager_variable("eu-prod.2") == "SLACKBOT_ALERTMANAGER_URL_EU_PROD_2"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("alertmanager:9093", "must be an http:// or https:// URL"),
+        ("ftp://am:21", "must be an http:// or https:// URL"),
+        ("http://admin:hunter2@am:9093", "must not carry credentials"),
+        ("http://am:9093/?x=1", "no query or fragment"),
+        ("http://am:99999", "invalid port"),
+    ],
+)
+def test_an_unusable_alertmanager_url_is_named_without_echoing_it(project, url, problem):
+    with pytest.raises(SettingsError, match=problem) as raised:
+        load_settings(env(project, SLACKBOT_ALERTMANAGER_URL_LOCAL=url))
+
+    assert str(raised.value).startswith("SLACKBOT_ALERTMANAGER_URL_LOCAL ")
+    assert "hunter2" not in str(raised.value)
