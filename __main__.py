@@ -119,6 +119,8 @@ pulumi.export("task_logs_bucket", airflow.logs_bucket)
 pulumi.export("ui_command", airflow.ui_command)
 pulumi.export("ui_url", airflow.ui_url)
 pulumi.export("admin_username", airflow.admin_username)
+if airflow.canary_job is not None:
+    pulumi.export("canary_job", airflow.canary_job)
 pulumi.export("admin_password", airflow.admin_password)
 pulumi.export("platform_versions", guard.platform_versions)
 pulumi.export("upgrade_history", guard.upgrade_history)

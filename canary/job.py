@@ -31,6 +31,8 @@ MOUNT_PATH: Final = "/canary"
 CONTAINER_NAME: Final = "canary"
 TERMINATION_LOG: Final = "/dev/termination-log"
 NAME_PREFIX: Final = "airflow-canary"
+CONFIG_MAP_NAME: Final = "airflow-canary-script"
+EGRESS_POLICY_NAME: Final = "airflow-canary-egress"
 MAX_NAME_LENGTH: Final = 63
 """The Job controller labels the Job's pods with `batch.kubernetes.io/job-name: <name>`, and
 a label value holds at most 63 characters."""
@@ -252,7 +254,7 @@ def canary_egress_policy(namespace: str, release_name: str) -> Manifest:
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {
-            "name": "airflow-canary-egress",
+            "name": EGRESS_POLICY_NAME,
             "namespace": namespace,
             "labels": dict(PART_OF),
         },

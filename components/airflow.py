@@ -14,9 +14,11 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from canary import job as canary_job
 from components import chart_values as cv
 from components import iam, network_policies
 from components import metadata_db as mdb
+from components import node_pools as np
 from components.aws_catalog import partition_of
 from components.keys import customer_key
 from components.naming import PART_OF, tags
@@ -65,6 +67,8 @@ class AirflowRelease(pulumi.ComponentResource):
     ui_url: str | None
     admin_username: str | None
     admin_password: pulumi.Output[str] | None
+    canary_job: pulumi.Output[str] | None
+    """The name of this deploy's canary Job (None with upgrades.canary off)."""
 
     def __init__(
         self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None
@@ -142,7 +146,7 @@ class AirflowRelease(pulumi.ComponentResource):
         # weight 1), then user creation (weight 2), on install and on every upgrade, and
         # fails the release when one fails. `atomic` is left off on purpose: it implies
         # --wait, and the chart's pods wait for migrations that only run after the wait.
-        k8s.helm.v3.Release(
+        chart = k8s.helm.v3.Release(
             f"{name}-chart",
             name=cv.RELEASE_NAME,
             chart=cv.CHART_NAME,
@@ -170,6 +174,7 @@ class AirflowRelease(pulumi.ComponentResource):
                 spec=np_spec,
                 opts=self._child,
             )
+        self.canary_job = self._canary(args, chart, values)
         self.ui_command = self.namespace.apply(cv.port_forward_command)
         self.ui_url = cv.ui_url(s)
         self.register_outputs(
@@ -181,8 +186,81 @@ class AirflowRelease(pulumi.ComponentResource):
                 "ui_url": self.ui_url,
                 "admin_username": self.admin_username,
                 "admin_password": self.admin_password,
+                "canary_job": self.canary_job,
             }
         )
+
+    def _canary(
+        self,
+        args: AirflowReleaseArgs,
+        chart: k8s.helm.v3.Release,
+        values: pulumi.Output[dict[str, Any]],
+    ) -> pulumi.Output[str] | None:
+        """The post-deploy canary: a Job, created after the release, that `up` waits for.
+
+        pulumi-kubernetes awaits a Job until it completes and fails the update when the Job
+        fails, with the failed container's termination message (the canary's report: run
+        state, failed tasks, log excerpt) in the error (provider/pkg/await/job.go collects
+        the pod checker's messages; checker/pod/check.go `containerTerminatedError` formats
+        `[<reason>] <message>`). The Job's name follows what was deployed (chart values,
+        image, canary script and settings), so every deploy that changes any of them runs
+        the canary again, and an unchanged one leaves the finished Job alone.
+        """
+        s = args.settings
+        u = s.upgrades
+        if not u.canary:
+            return None
+        script = k8s.core.v1.ConfigMap(
+            f"{self._name}-canary-script",
+            metadata={
+                "name": canary_job.CONFIG_MAP_NAME,
+                "namespace": self.namespace,
+                "labels": PART_OF,
+            },
+            data=canary_job.canary_config_map_data(),
+            opts=self._child,
+        )
+        namespace = s.airflow.namespace
+        api_url = f"http://{cv.RELEASE_NAME}-api-server.{namespace}.svc:{cv.API_SERVER_PORT}"
+
+        def manifest(parts: list[Any]) -> dict[str, Any]:
+            chart_values, image, config_map = parts
+            suffix = canary_job.name_suffix(
+                json.dumps(chart_values, sort_keys=True),
+                str(image),
+                canary_job.canary_script_digest(),
+                u.model_dump_json(),
+            )
+            return canary_job.canary_job_manifest(
+                namespace=namespace,
+                image=str(image),
+                api_url=api_url,
+                credentials_secret_name=cv.SECRETS.admin_user,
+                config_map_name=str(config_map),
+                name_suffix=suffix,
+                dag_id=u.canary_dag_id,
+                timeout_seconds=u.canary_timeout_seconds,
+                force_failure=u.canary_force_failure,
+                node_selector=dict(np.PLATFORM_SELECTOR) if s.is_eks else None,
+            )
+
+        spec = pulumi.Output.all(values, args.image, script.metadata.name).apply(manifest)
+        metadata: Any = spec.apply(lambda m: m["metadata"])
+        job_spec: Any = spec.apply(lambda m: m["spec"])
+        # The update's own limit sits above the Job's deadline, so the Job's report, not a
+        # provider timeout, ends a slow canary.
+        limit = u.canary_timeout_seconds + canary_job.DEADLINE_MARGIN_SECONDS + 120
+        job = k8s.batch.v1.Job(
+            f"{self._name}-canary",
+            metadata=metadata,
+            spec=job_spec,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[chart],
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{limit}s", update=f"{limit}s"),
+            ),
+        )
+        return job.metadata.name
 
     def _checksum(self, key: pulumi.Output[str], consumer: Consumer) -> pulumi.Output[str]:
         """A keyed digest of what `consumer` reads from Secrets, safe to show in values.
@@ -262,7 +340,14 @@ class AirflowRelease(pulumi.ComponentResource):
             password: pulumi.Output[str] = pulumi.Output.secret(
                 self._generated("admin-password", sec.admin_password, 24)
             )
-            names.append(self._secret("admin-user", cv.SECRETS.admin_user, {"password": password}))
+            # The username beside it: the post-deploy canary logs in with both.
+            names.append(
+                self._secret(
+                    "admin-user",
+                    cv.SECRETS.admin_user,
+                    {"username": args.settings.airflow.admin_username, "password": password},
+                )
+            )
             self.admin_username = args.settings.airflow.admin_username
             self.admin_password = password
         return names

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from canary.job import POD_LABELS as CANARY_POD_LABELS
 from components import metadata_db as mdb
 from components import node_pools as np
 from components.settings import Settings
@@ -431,12 +432,16 @@ def api_server_ingress_peers(settings: Settings) -> list[dict[str, Any]]:
     """Who may reach the api-server once the chart's NetworkPolicies are on.
 
     The chart's api-server policy admits nobody unless `apiServer.networkPolicy.ingress.from`
-    names peers; task pods need the execution API, and the UI's ingress needs the pods too:
+    names peers; task pods need the execution API, the canary the REST API, and the UI's
+    ingress needs the pods too:
     the ALB (target type ip) from inside the VPC, or the ingress controller's namespace.
     """
     peers: list[dict[str, Any]] = [
         {"podSelector": {"matchLabels": {"tier": "airflow", "release": RELEASE_NAME}}}
     ]
+    if settings.upgrades.canary:
+        # The post-deploy canary's pod calls the REST API.
+        peers.append({"podSelector": {"matchLabels": dict(CANARY_POD_LABELS)}})
     if settings.airflow.ingress.enabled:
         if settings.is_eks:
             peers.append({"ipBlock": {"cidr": str(settings.network.cidr)}})

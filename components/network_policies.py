@@ -14,7 +14,9 @@ below names one need and the pods that have it:
 - the git remote over 443 (and 22 for an ssh repository), for the pods that run git-sync;
 - the Kubernetes API, for the scheduler (it launches task pods), the task pods (the
   `platform_k8s_pod` DAG runs a KubernetesPodOperator from them) and the api-server (it
-  reads running task pods' logs).
+  reads running task pods' logs);
+- the post-deploy canary's pod (not the chart's): DNS and the api-server only
+  (`canary/job.py`).
 
 "443 out" is the honest rule for AWS endpoints: a NetworkPolicy names CIDRs, not host names,
 and S3 and STS answer from AWS's public ranges (thousands of prefixes in ip-ranges.json, which
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from canary.job import canary_egress_policy
 from components import metadata_db as mdb
 from components.chart_values import RELEASE_NAME
 from components.naming import PART_OF
@@ -270,4 +273,5 @@ def egress_policies(settings: Settings, namespace: str) -> list[Manifest]:
         _https_out(namespace),
         *_git_ssh(settings, namespace),
         _kubernetes_api(settings, namespace),
+        *([canary_egress_policy(namespace, RELEASE_NAME)] if settings.upgrades.canary else []),
     ]

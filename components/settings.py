@@ -645,6 +645,13 @@ def _cross_field_problems(s: Settings) -> list[tuple[str, str]]:
                 " (`make rollback` sets all three)",
             )
         )
+    if s.upgrades.canary and not s.airflow.create_admin_user:
+        p.append(
+            (
+                "upgrades.canary",
+                "needs airflow.createAdminUser: the canary logs in to the API as that user",
+            )
+        )
     if r.active and s.upgrades.canary_force_failure:
         p.append(("upgrades.canaryForceFailure", "is for the drill's upgrade, not a rollback"))
     return p

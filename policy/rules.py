@@ -1163,6 +1163,8 @@ UNTAGGABLE = frozenset(
         "aws:ecr/repositoryPolicy:RepositoryPolicy",
         "aws:kms/alias:Alias",
         "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
+        "aws:sns/topicPolicy:TopicPolicy",
+        "aws:sns/topicSubscription:TopicSubscription",
         PUBLIC_ACCESS_BLOCK,
         BUCKET_POLICY,
         "aws:s3/bucketOwnershipControls:BucketOwnershipControls",

@@ -28,7 +28,6 @@ from tests.alertmanager_server import alertmanager, amtool, get_alerts, post_ale
 from tests.chart_render import stack_settings
 from tests.harness import STACKS
 
-
 NODE = amc.NODE_ALERTS[0]
 POD = "AirflowPodCrashLooping"
 

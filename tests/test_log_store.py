@@ -76,7 +76,7 @@ def test_local_log_store_is_minio_with_its_bucket_created(stack_runs: dict[str, 
     deployment = run.one("kubernetes:apps/v1:Deployment")
     container = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].startswith("minio/minio:RELEASE.")
-    job = run.one("kubernetes:batch/v1:Job")
+    [job] = [j for j in run.of_type("kubernetes:batch/v1:Job") if j.name == "airflow-minio-bucket"]
     script = job.inputs["spec"]["template"]["spec"]["containers"][0]["command"][-1]
     assert "mc mb --ignore-existing store/airflow-platform-local-task-logs" in script
     # the release waits for the bucket: tasks write logs from their first run

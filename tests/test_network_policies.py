@@ -26,6 +26,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from canary import job as canary_job
 from components import network_policies as npol
 from components.settings import Settings
 from tests.chart_render import (
@@ -401,8 +402,14 @@ def test_every_release_pod_is_governed_and_nothing_else(
         if res.type in ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"):
             labels = res.inputs["spec"]["template"]["metadata"]["labels"]
             outsider = Pod(res.name, labels, {}, {}, "program")
-            if selecting(policies, outsider, res.inputs["metadata"]["namespace"]):
-                problems.append(f"{stack}: {res.type} {res.name} is selected: {labels}")
+            chosen = {
+                p["metadata"]["name"]
+                for p in selecting(policies, outsider, res.inputs["metadata"]["namespace"])
+            }
+            # The canary's pod has its own policy, and only that one.
+            own = {canary_job.EGRESS_POLICY_NAME} if res.name == "airflow-canary" else set()
+            if chosen != own:
+                problems.append(f"{stack}: {res.type} {res.name} is selected by {chosen}")
     assert problems == []
 
 
@@ -435,6 +442,10 @@ def test_policy_selectors_match_the_charts_pod_labels(
             for p in rendered.pods()
             if selector_matches(policy["spec"]["podSelector"], p.labels)
         }
+        if purpose == canary_job.EGRESS_POLICY_NAME:
+            if chosen:
+                problems.append(f"{stack}: the canary's policy selects chart pods {chosen}")
+            continue
         if not chosen:
             problems.append(f"{stack}: {purpose} selects no rendered pod")
         if purpose not in purposes:
@@ -491,6 +502,45 @@ def test_what_no_pod_needs_stays_closed(stack_runs: dict[str, Run], stack: str) 
         if egress_allowed(policies, pod, rendered.namespace, dest)
     ]
     assert allowed == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_canary_reaches_dns_and_the_api_server_and_nothing_else(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """The canary's pod (the program's Job) calls the REST API on the api-server's real pod
+    port and resolves its Service name; the database, the log store, the metadata service
+    and the internet stay closed to it."""
+    run = stack_runs[stack]
+    rendered = render_run(run)
+    policies = policies_of(stack)
+    namespace, labels = _program_pod(run, "kubernetes:batch/v1:Job", _canary_job_name(run))
+    canary = Pod("Job/canary", labels, {}, {}, "program")
+    api_port, _ = _service_port(rendered, "api-server", "api-server")
+    kube_dns = {"k8s-app": "kube-dns"}
+    needed = [
+        Peer(53, "UDP", "kube-system", kube_dns),
+        Peer(53, "TCP", "kube-system", kube_dns),
+        Peer(api_port, "TCP", NAMESPACE, _pod_labels(rendered, "api-server")),
+    ]
+    closed = [
+        Peer(80, address=METADATA_SERVICE),
+        Peer(443, address=S3_ADDRESS),
+        Peer(443, address=GIT_HOST_ADDRESS),
+        Peer(api_port, "TCP", NAMESPACE, _pod_labels(rendered, "scheduler")),
+        Peer(9000, "TCP", NAMESPACE, {"app.kubernetes.io/name": "minio"}),
+    ]
+    if is_eks(run):
+        closed.append(Peer(6543, "TCP", NAMESPACE, _pod_labels(rendered, "pgbouncer")))
+    assert namespace == rendered.namespace
+    assert [str(d) for d in needed if not egress_allowed(policies, canary, namespace, d)] == []
+    assert [str(d) for d in closed if egress_allowed(policies, canary, namespace, d)] == []
+
+
+def _canary_job_name(run: Run) -> str:
+    [job] = [r for r in run.of_type("kubernetes:batch/v1:Job") if r.name == "airflow-canary"]
+    name: str = job.inputs["metadata"]["name"]
+    return name
 
 
 def test_an_ssh_repository_opens_port_22_for_git_sync_pods_only() -> None:

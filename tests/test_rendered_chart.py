@@ -1014,4 +1014,10 @@ def test_the_charts_network_policies_render_and_admit_what_the_platform_needs(
         for (component, port), labels in targets.items():
             if not admitted(labels, pod, port):
                 problems.append(f"{stack}: {pod.owner} cannot reach {component} on {port}")
+    # The post-deploy canary (the program's Job) calls the api-server's REST API.
+    [canary] = [r for r in run.of_type("kubernetes:batch/v1:Job") if r.name == "airflow-canary"]
+    labels = canary.inputs["spec"]["template"]["metadata"]["labels"]
+    canary_pod = Pod("Job/canary", labels, {}, {}, "program")
+    if not admitted(targets[("api-server", 8080)], canary_pod, 8080):
+        problems.append(f"{stack}: the canary cannot reach the api-server on 8080")
     _fail_on(problems, "NetworkPolicy problems")
