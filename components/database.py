@@ -25,12 +25,10 @@ import pulumi_random as random
 
 from components.aws_catalog import partition_of
 from components.iam import (
-    KEY_POLICY_ROOT_SID,
-    LOGS_KEY_ACTIONS,
     Document,
-    account_root,
-    dns_suffix,
+    key_policy,
     log_group_arn,
+    logs_key_statement,
     service_assume_role_policy,
 )
 from components.keys import customer_key
@@ -117,32 +115,9 @@ def rds_logs_key_policy(
     """
     if not log_groups:
         raise ValueError("the key needs at least one log group")
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": KEY_POLICY_ROOT_SID,
-                "Effect": "Allow",
-                "Principal": {"AWS": account_root(partition, account_id)},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Sid": "CloudWatchLogsForTheDatabaseLogGroups",
-                "Effect": "Allow",
-                "Principal": {"Service": f"logs.{region}.{dns_suffix(region)}"},
-                "Action": LOGS_KEY_ACTIONS,
-                "Resource": "*",
-                "Condition": {
-                    "ArnEquals": {
-                        "kms:EncryptionContext:aws:logs:arn": [
-                            log_group_arn(partition, region, account_id, g) for g in log_groups
-                        ]
-                    }
-                },
-            },
-        ],
-    }
+    arns = [log_group_arn(partition, region, account_id, g) for g in log_groups]
+    logs = logs_key_statement("CloudWatchLogsForTheDatabaseLogGroups", region, arns)
+    return key_policy(partition, account_id, logs)
 
 
 def logging_parameters(slow_query_ms: int) -> list[dict[str, str]]:

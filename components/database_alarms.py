@@ -34,7 +34,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws_catalog import partition_of
-from components.iam import KEY_POLICY_ROOT_SID, Document, account_root
+from components.iam import Document, account_root, key_policy
 from components.keys import customer_key
 from components.naming import resource_prefix, tags
 from components.settings import Settings
@@ -146,26 +146,15 @@ def alarm_topic_key_policy(partition: str, region: str, account_id: str, prefix:
     services and encrypted topics"); `aws:SourceAccount` and `aws:SourceArn` limit the
     grant to alarms of this account whose name starts with `prefix`.
     """
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": KEY_POLICY_ROOT_SID,
-                "Effect": "Allow",
-                "Principal": {"AWS": account_root(partition, account_id)},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Sid": "CloudWatchAlarmsOfThisStack",
-                "Effect": "Allow",
-                "Principal": {"Service": CLOUDWATCH},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                "Resource": "*",
-                "Condition": _alarm_source(partition, region, account_id, prefix),
-            },
-        ],
+    cloudwatch: Document = {
+        "Sid": "CloudWatchAlarmsOfThisStack",
+        "Effect": "Allow",
+        "Principal": {"Service": CLOUDWATCH},
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Resource": "*",
+        "Condition": _alarm_source(partition, region, account_id, prefix),
     }
+    return key_policy(partition, account_id, cloudwatch)
 
 
 def alarm_topic_policy(

@@ -158,7 +158,7 @@ def account_root(partition: str, account_id: str) -> str:
     return f"arn:{partition}:iam::{account_id}:root"
 
 
-def _key_policy(partition: str, account_id: str, *service: Document) -> Document:
+def key_policy(partition: str, account_id: str, *service: Document) -> Document:
     """The account's own statement first, then exactly the given service statements.
 
     The account statement is the one AWS puts in every default key policy (AWS KMS
@@ -191,21 +191,27 @@ def flow_logs_key_policy(partition: str, region: str, account_id: str, log_group
     encrypt/decrypt family, conditioned on `kms:EncryptionContext:aws:logs:arn` naming
     the log group, so the key serves no other log group.
     """
-    logs: Document = {
-        "Sid": "CloudWatchLogsForTheFlowLogGroup",
+    arn = log_group_arn(partition, region, account_id, log_group)
+    logs = logs_key_statement("CloudWatchLogsForTheFlowLogGroup", region, arn)
+    return key_policy(partition, account_id, logs)
+
+
+def logs_key_statement(sid: str, region: str, log_group_arns: str | list[str]) -> Document:
+    """CloudWatch Logs may use the key for these log groups only.
+
+    CloudWatch Logs User Guide, "Encrypt log data in CloudWatch Logs using AWS KMS", key
+    policy: the regional service principal `logs.<region>.amazonaws.com` gets the
+    encrypt/decrypt family, conditioned on `kms:EncryptionContext:aws:logs:arn` naming the
+    log group (ArnEquals on a list matches any of them).
+    """
+    return {
+        "Sid": sid,
         "Effect": "Allow",
         "Principal": {"Service": f"logs.{region}.{dns_suffix(region)}"},
         "Action": LOGS_KEY_ACTIONS,
         "Resource": "*",
-        "Condition": {
-            "ArnEquals": {
-                "kms:EncryptionContext:aws:logs:arn": log_group_arn(
-                    partition, region, account_id, log_group
-                )
-            }
-        },
+        "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}},
     }
-    return _key_policy(partition, account_id, logs)
 
 
 def eks_secrets_key_policy(partition: str, account_id: str) -> Document:
@@ -217,7 +223,7 @@ def eks_secrets_key_policy(partition: str, account_id: str) -> Document:
     uses the key through that grant. Both are granted by the deployer's IAM policy, which
     the account statement makes effective.
     """
-    return _key_policy(partition, account_id)
+    return key_policy(partition, account_id)
 
 
 def ecr_key_policy(partition: str, account_id: str) -> Document:
@@ -229,7 +235,7 @@ def ecr_key_policy(partition: str, account_id: str) -> Document:
     needs kms:CreateGrant, kms:RetireGrant and kms:DescribeKey through IAM, which the
     account statement makes effective. Pushing and pulling need no KMS permission.
     """
-    return _key_policy(partition, account_id)
+    return key_policy(partition, account_id)
 
 
 def task_logs_key_policy(partition: str, account_id: str) -> Document:
@@ -240,7 +246,7 @@ def task_logs_key_policy(partition: str, account_id: str) -> Document:
     role's policy (`task_logs_policy` with a key) carries them, limited to S3 by
     `kms:ViaService`. No service principal needs the key.
     """
-    return _key_policy(partition, account_id)
+    return key_policy(partition, account_id)
 
 
 # --- S3 server access logging ----------------------------------------------------------------
