@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+
 import pytest
 
-from policy.rules import RULES_BY_NAME, Level
+from policy.rules import RULES_BY_NAME, UNTAGGABLE, Level
 from tests.policy.policy_support import mandatory, recorded, show, violations
 
 LOCAL_ADVISORIES = {
@@ -44,3 +47,16 @@ def test_every_message_names_its_resource(stack: str) -> None:
     for v in violations(stack):
         assert v.resource in names
         assert v.message.startswith(v.resource), v.message
+
+
+def test_the_tag_rule_exempts_only_what_cannot_be_tagged() -> None:
+    """Each exempt type is one the provider gives no `tags` argument (AWS cannot tag it), so
+    the exemption hides no resource that could carry the tags."""
+    taggable = []
+    for type_ in sorted(UNTAGGABLE):
+        module, _, name = type_.split(":")[1].partition("/")
+        cls_name = name[0].upper() + name[1:]
+        cls = getattr(importlib.import_module(f"pulumi_aws.{module}"), cls_name)
+        if "tags" in inspect.signature(cls._internal_init).parameters:
+            taggable.append(type_)
+    assert taggable == []
