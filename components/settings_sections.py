@@ -533,6 +533,18 @@ class IngressSettings(_Model):
     )
 
 
+def semantic_version(v: str, example: str) -> str:
+    if not SEMVER.match(v):
+        raise ValueError(f"{v!r} is not a semantic version like {example}")
+    return v
+
+
+def namespace_name(v: str) -> str:
+    if not DNS_LABEL.match(v):
+        raise ValueError(f"{v!r} is not a valid Kubernetes namespace name")
+    return v
+
+
 class AirflowSettings(_Model):
     """The Airflow release."""
 
@@ -566,16 +578,12 @@ class AirflowSettings(_Model):
     @field_validator("chart_version")
     @classmethod
     def _chart(cls, v: str) -> str:
-        if not SEMVER.match(v):
-            raise ValueError(f"{v!r} is not a semantic version like 1.22.0")
-        return v
+        return semantic_version(v, "1.22.0")
 
     @field_validator("namespace")
     @classmethod
     def _ns(cls, v: str) -> str:
-        if not DNS_LABEL.match(v):
-            raise ValueError(f"{v!r} is not a valid Kubernetes namespace name")
-        return v
+        return namespace_name(v)
 
 
 SEVERITIES = ("page", "warning", "info")
@@ -631,16 +639,12 @@ class MonitoringSettings(_Model):
     @field_validator("chart_version")
     @classmethod
     def _chart(cls, v: str) -> str:
-        if not SEMVER.match(v):
-            raise ValueError(f"{v!r} is not a semantic version like 88.5.3")
-        return v
+        return semantic_version(v, "88.5.3")
 
     @field_validator("namespace")
     @classmethod
     def _ns(cls, v: str) -> str:
-        if not DNS_LABEL.match(v):
-            raise ValueError(f"{v!r} is not a valid Kubernetes namespace name")
-        return v
+        return namespace_name(v)
 
     @field_validator("retention", "repeat_interval")
     @classmethod
