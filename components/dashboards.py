@@ -9,8 +9,10 @@ the variable `$namespace` (default: the stack's Airflow namespace).
 Metric names: Airflow's come from its statsd metrics through the chart's statsd exporter
 (`files/statsd-mappings.yml`, otherwise dots become underscores; timers become summaries with
 `quantile`, `_sum` and `_count`); PgBouncer's from the chart's exporter
-(jbub/pgbouncer_exporter: `pgbouncer_exporter_*`); the rest from kube-state-metrics and the
-kubelet's cAdvisor. tests/monitoring checks every name against those sources.
+(jbub/pgbouncer_exporter: `pgbouncer_exporter_*`); Karpenter's node pools (`kube_karpenter_*`)
+from kube-state-metrics' custom resource state config in `monitoring_values.py`; the rest from
+kube-state-metrics and the kubelet's cAdvisor. tests/monitoring checks every name against those
+sources.
 """
 
 from __future__ import annotations
@@ -497,8 +499,47 @@ def cluster_dashboard(namespace: str) -> dict[str, Any]:
             ),
             unit="percentunit",
         ),
+        *_node_pool_panels(),
     ]
     return _dashboard("airflow-cluster", "Airflow / Cluster and namespace", namespace, panels)
+
+
+def _node_pool_panels() -> list[Panel]:
+    """Karpenter's NodePools and NodeClaims (`kube_karpenter_*`, from kube-state-metrics' custom
+    resource state, `components/monitoring_values.py`): eks stacks only, empty on minikube."""
+    source = "From the Karpenter objects (eks stacks; minikube has none)."
+    return [
+        Panel(
+            "Nodes per node pool",
+            (
+                Query("max by (nodepool) (kube_karpenter_nodepool_nodes)", "{{nodepool}}"),
+                Query(
+                    "count by (nodepool) "
+                    '(kube_karpenter_nodeclaim_condition{condition="Ready"} == 0)',
+                    "{{nodepool}} not Ready yet",
+                ),
+            ),
+            description=f"Nodes per NodePool, and node claims not Ready yet. {source}",
+        ),
+        Panel(
+            "Node pool CPU against its limit",
+            (
+                Query(
+                    "max by (nodepool) (kube_karpenter_nodepool_provisioned_cpu_cores)",
+                    "{{nodepool}} nodes",
+                ),
+                Query(
+                    "max by (nodepool) (kube_karpenter_nodepool_limit_cpu_cores)",
+                    "{{nodepool}} limit",
+                ),
+            ),
+            unit="cores",
+            description=(
+                "CPU of the pool's nodes and the pool's limit: Karpenter adds no node past the "
+                f"limit (alert KarpenterNodePoolNearCpuLimit). {source}"
+            ),
+        ),
+    ]
 
 
 def dashboards(namespace: str = "airflow") -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ import yaml
 
 from components import alertmanager_config as amc
 from components import monitoring_values as mv
-from tests.chart_render import Rendered, render_run, selector_matches
+from tests.chart_render import Rendered, render_run, selector_matches, stack_settings
 from tests.chart_support import release as airflow_release
 from tests.harness import STACKS, Resource, Run, fake_secret
 from tests.secrets_check import plaintext_leaks
@@ -103,6 +103,39 @@ def test_local_without_a_webhook_sends_nowhere(stack_runs: dict[str, Run]) -> No
     assert amc.WEBHOOK_SECRET not in names and amc.CONFIG_SECRET in names
     values = kps_release(run).inputs["values"]
     assert values["alertmanager"]["alertmanagerSpec"]["secrets"] == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kube_state_metrics_reads_karpenter_objects_on_eks_only(
+    stack_runs: dict[str, Run], stack: str
+) -> None:
+    """eks: the custom resource state config and read-only rights on NodePools and NodeClaims
+    (the keys of charts/kube-state-metrics 8.4.0 in prometheus-community/helm-charts:
+    `customResourceState.enabled`/`.config`, `rbac.extraRules`). minikube has no Karpenter:
+    neither is set, so kube-state-metrics runs as the chart ships it."""
+    ksm = kps_release(stack_runs[stack]).inputs["values"]["kube-state-metrics"]
+    if not stack_settings(stack).is_eks:
+        assert "customResourceState" not in ksm and "rbac" not in ksm
+        return
+    assert ksm["customResourceState"] == {
+        "enabled": True,
+        "config": mv.karpenter_state_metrics(),
+    }
+    assert ksm["rbac"] == {
+        "extraRules": [
+            {
+                "apiGroups": ["karpenter.sh"],
+                "resources": ["nodepools", "nodeclaims"],
+                "verbs": ["list", "watch"],
+            }
+        ]
+    }
+    assert ksm["resources"]["requests"] and ksm["nodeSelector"]
+
+
+def test_only_the_local_stack_runs_without_karpenter() -> None:
+    """The parametrized test above takes both branches."""
+    assert [s for s in STACKS if not stack_settings(s).is_eks] == ["local"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

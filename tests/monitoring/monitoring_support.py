@@ -13,6 +13,9 @@ The catalog is what Prometheus can really see:
   `promhttp.Handler()` in `main.go`, which adds no `_total`). The prefix `airflow` is the
   chart's `config.metrics.statsd_prefix`.
 - The other exporters: names from their upstream sources, listed below with the source.
+- Karpenter's objects (`kube_karpenter_*`, eks): derived from the custom resource state config
+  kube-state-metrics runs with (`components.monitoring_values.karpenter_state_metrics`), by
+  kube-state-metrics' own naming rules (`custom_resource_state.catalog`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from typing import Any
 import pytest
 import yaml
 
+from components.monitoring_values import karpenter_state_metrics
 from tests.chart_support import CHART_DIR
+from tests.monitoring import custom_resource_state as crs
 
 CHART_TGZ = CHART_DIR / "airflow-1.22.0.tgz"
 STATSD_PREFIX = "airflow"
@@ -334,8 +339,20 @@ def airflow_catalog() -> dict[str, CatalogEntry]:
     return catalog
 
 
+def karpenter_catalog() -> dict[str, set[str]]:
+    """The series kube-state-metrics makes of Karpenter's NodePools and NodeClaims (eks)."""
+    return crs.catalog(karpenter_state_metrics())
+
+
 def other_catalog() -> dict[str, set[str]]:
-    return {**KUBE_STATE_METRICS, **CADVISOR, **PGBOUNCER_EXPORTER, **PROMETHEUS, **ALERTMANAGER}
+    return {
+        **KUBE_STATE_METRICS,
+        **karpenter_catalog(),
+        **CADVISOR,
+        **PGBOUNCER_EXPORTER,
+        **PROMETHEUS,
+        **ALERTMANAGER,
+    }
 
 
 # --- metric names in PromQL -------------------------------------------------------------------
