@@ -46,6 +46,11 @@ AIRFLOW_UID: Final = 50000
 AIRFLOW_GID: Final = 0
 """The stock image's user and the chart's defaults (values.yaml `uid`, `gid`)."""
 API_SERVER_PORT: Final = 8080
+REPLACE_UNREADY: Final = {"pulumi.com/replaceUnready": "true"}
+"""On the Job: an `up` after a failed canary replaces the failed Job, so the canary runs again.
+Without it, pulumi-kubernetes keeps waiting on the failed Job at the next update
+(provider/pkg/provider/provider.go, Diff: a Job whose live object is not ready is replaced;
+the provider deletes it first, as the replacement keeps its name)."""
 
 POD_LABELS: Final = {
     **PART_OF,
@@ -217,7 +222,12 @@ def canary_job_manifest(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": dict(REPLACE_UNREADY),
+        },
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": timeout_seconds + DEADLINE_MARGIN_SECONDS,

@@ -43,6 +43,8 @@ def test_the_canary_job_waits_for_the_release(stack_runs: dict[str, Run], stack:
     assert job.inputs["metadata"]["namespace"] == "airflow"
     assert job.inputs["metadata"]["name"].startswith(f"{canary_job.NAME_PREFIX}-")
     assert run.outputs["canary_job"] == job.inputs["metadata"]["name"]
+    # A failed canary is rerun by the next `up`, not awaited again (pulumi-kubernetes Diff).
+    assert job.inputs["metadata"]["annotations"] == {"pulumi.com/replaceUnready": "true"}
 
 
 @pytest.mark.parametrize("stack", STACKS)
