@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from typing import Any
 
 import botocore.loaders
 
@@ -55,12 +56,22 @@ def known_regions() -> tuple[str, ...]:
     return tuple(sorted(regions))
 
 
-def partition_of(region: str) -> str:
-    """The partition (aws, aws-cn, aws-us-gov, ...) that `region` belongs to, for ARNs."""
+def _partition(region: str) -> dict[str, Any]:
     for partition in _loader().load_data("endpoints")["partitions"]:
         if region in partition["regions"]:
-            return str(partition["partition"])
+            found: dict[str, Any] = partition
+            return found
     raise ValueError(f"{region!r} is in no partition botocore knows")
+
+
+def partition_of(region: str) -> str:
+    """The partition (aws, aws-cn, aws-us-gov, ...) that `region` belongs to, for ARNs."""
+    return str(_partition(region)["partition"])
+
+
+def dns_suffix_of(region: str) -> str:
+    """The DNS suffix of `region`'s partition (amazonaws.com, amazonaws.com.cn, ...)."""
+    return str(_partition(region)["dnsSuffix"])
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import botocore.loaders
+from components.aws_catalog import dns_suffix_of
 
 Document = dict[str, Any]
 
@@ -148,10 +148,7 @@ def dns_suffix(region: str) -> str:
     Service principals and `kms:ViaService` values are spelt with it. Read from
     botocore's `endpoints.json`, the same data the region check uses.
     """
-    for partition in botocore.loaders.Loader().load_data("endpoints")["partitions"]:
-        if region in partition["regions"]:
-            return str(partition["dnsSuffix"])
-    raise ValueError(f"{region!r} is in no partition botocore knows")
+    return dns_suffix_of(region)
 
 
 def account_root(partition: str, account_id: str) -> str:
