@@ -52,7 +52,9 @@ def rule_files(rules_dir: Path = RULES_DIR) -> list[Path]:
 
 
 def _groups_of(path: Path) -> list[dict[str, Any]]:
-    data = yaml.safe_load(path.read_text())
+    # libyaml's safe loader where PyYAML was built with it: the same documents, parsed in C.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 (a safe loader)
     if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
         raise RuleFileError(f"{path.name}: expected a mapping with a list under `groups`")
     groups: list[dict[str, Any]] = data["groups"]
