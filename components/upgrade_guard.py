@@ -44,6 +44,14 @@ failed upgrade would replace the snapshot taken before its first attempt. `retai
 is not used: pruning *is* dropping a snapshot from the program, and it must delete it."""
 
 
+SNAPSHOT_CREATE_TIMEOUT = "2h"
+"""How long `up` waits for a pre-upgrade snapshot. The provider's default is 20 minutes
+(terraform-provider-aws internal/service/rds/snapshot.go, `Timeouts.Create`), and a first
+manual snapshot of a large instance copies the whole volume (RDS User Guide, "Creating a DB
+snapshot": the time "varies with the size of your databases"). A create that times out leaves
+the snapshot recorded as failed, and the next `up` would replace, that is delete, it."""
+
+
 def own_stack_name() -> str:
     """This stack's fully qualified name, as a StackReference needs it."""
     return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
@@ -153,7 +161,9 @@ class UpgradeGuard(pulumi.ComponentResource):
                     **upgrades.snapshot_tags(record),
                 },
                 opts=pulumi.ResourceOptions(
-                    parent=self, ignore_changes=list(SNAPSHOT_IGNORED_CHANGES)
+                    parent=self,
+                    ignore_changes=list(SNAPSHOT_IGNORED_CHANGES),
+                    custom_timeouts=pulumi.CustomTimeouts(create=SNAPSHOT_CREATE_TIMEOUT),
                 ),
             )
             if record is plan.new:

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import runpy
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -43,6 +44,14 @@ ORGANIZATION = "organization"
 `pkg/backend/diy/store.go`: "diy organization MUST always be \"organization\"")."""
 
 
+def go_duration_seconds(text: str) -> float:
+    """A Go duration ("2h", "90m", "1h30m", "720s"), as the engine parses customTimeouts."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    assert parts and "".join(n + u for n, u in parts) == text, text
+    return sum(float(n) * units[u] for n, u in parts)
+
+
 def fake_secret(key: str) -> str:
     """The stand-in for a `secure:` value: unique, recognisable, and never expected in plaintext."""
     return f"TESTSECRET-{key}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
@@ -65,6 +74,8 @@ class Resource:
     retain_on_delete: bool = False
     read: bool = False
     """Read (a StackReference, a `.get`), not registered: the engine never changes it."""
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    """The `customTimeouts` option as the engine receives it: the ones set, by operation."""
 
     def secret_paths(self) -> list[str]:
         """Input paths the engine received marked secret."""
@@ -340,6 +351,11 @@ class RecordingMonitor(pmocks.MockMonitor):
                 outputs=unwrap(rpc.deserialize_properties(response.object)),
                 ignore_changes=list(request.ignoreChanges),
                 retain_on_delete=bool(request.retainOnDelete),
+                custom_timeouts={
+                    k: v
+                    for k in ("create", "update", "delete")
+                    if (v := getattr(request.customTimeouts, k))
+                },
             )
         )
         return response

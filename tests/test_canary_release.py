@@ -19,7 +19,16 @@ from canary import job as canary_job
 from components import chart_values as cv
 from components import node_pools as np
 from tests.chart_support import release, secrets_by_name, values_of
-from tests.harness import STACKS, Resource, Run, fake_secret, run_stack, stack_config, try_stack
+from tests.harness import (
+    STACKS,
+    Resource,
+    Run,
+    fake_secret,
+    go_duration_seconds,
+    run_stack,
+    stack_config,
+    try_stack,
+)
 
 JOB = "kubernetes:batch/v1:Job"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -89,6 +98,10 @@ def test_the_canary_runs_the_platform_image_and_this_checkouts_script(
     timeout = int(env["CANARY_TIMEOUT_SECONDS"])
     deadline = job.inputs["spec"]["activeDeadlineSeconds"]
     assert deadline == timeout + canary_job.DEADLINE_MARGIN_SECONDS
+    # `up` waits longer than the Job may run (the provider's Job default is 10 minutes,
+    # pulumi-kubernetes await/job.go `DefaultJobTimeoutMins`), so the canary's report ends it.
+    for when in ("create", "update"):
+        assert go_duration_seconds(job.custom_timeouts[when]) > deadline
     expected = dict(np.PLATFORM_SELECTOR) if stack != "local" else None
     assert pod.get("nodeSelector") == expected
 

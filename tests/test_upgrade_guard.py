@@ -24,7 +24,7 @@ import pytest
 from components import upgrades as up
 from components.chart_values import AIRFLOW_VERSION
 from components.upgrade_guard import SNAPSHOT_IGNORED_CHANGES
-from tests.harness import ORGANIZATION, PROJECT, Resource, Run, run_stack
+from tests.harness import ORGANIZATION, PROJECT, Resource, Run, go_duration_seconds, run_stack
 
 SNAPSHOT = "aws:rds/snapshot:Snapshot"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -199,6 +199,8 @@ def test_the_release_waits_for_the_pre_upgrade_snapshot(stack: str) -> None:
     assert run.depends_on(release(run), snap), "the Helm release (migrations) must wait"
     assert run.outputs["upgrade_history"][-1]["snapshot"] == snap.inputs["dbSnapshotIdentifier"]
     assert run.outputs["platform_versions"]["airflow"] == AIRFLOW_VERSION
+    # Beyond the provider's 20-minute default (terraform-provider-aws rds/snapshot.go).
+    assert go_duration_seconds(snap.custom_timeouts["create"]) > 20 * 60
 
 
 def test_an_image_or_dag_change_through_the_program_takes_no_snapshot() -> None:
