@@ -19,24 +19,27 @@ Automation API (as the Slack bot does); the drill's logic sees only `DrillRunner
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from canary.report import parse_report
 from components.upgrades import PlatformVersions, history_from_output, migration_change
+from deploy.phases import PhaseTime, PhaseTimer
 from deploy.rollback import FORCE_CANARY_FAILURE, AuditTrail, RollbackError, rollback_plan
 
 PROTECTED = ("production",)
 
 
 class UpFailed(Exception):
-    """An `up` reported failure; `output` is what the CLI printed (colours off)."""
+    """An `up` reported failure; `output` is what the CLI printed (colours off), `phases`
+    the timed steps it went through."""
 
-    def __init__(self, message: str, output: str = "") -> None:
+    def __init__(self, message: str, output: str = "", phases: Sequence[PhaseTime] = ()) -> None:
         super().__init__(message)
         self.output = output
+        self.phases = list(phases)
 
 
 class DrillRunner(Protocol):
@@ -46,8 +49,8 @@ class DrillRunner(Protocol):
         """Set plain config values on the stack; None removes a key."""
         ...
 
-    def up(self, message: str) -> None:
-        """Run `up`; raise UpFailed when it fails."""
+    def up(self, message: str) -> list[PhaseTime]:
+        """Run `up` and time its guarded-upgrade steps; raise UpFailed when it fails."""
         ...
 
     def outputs(self) -> dict[str, Any]:
@@ -73,6 +76,8 @@ class Step:
     seconds: float = 0.0
     result: str = "ok"
     detail: str = ""
+    phases: list[PhaseTime] = field(default_factory=list)
+    """The snapshot, restore, chart upgrade and canary inside this step's `up`."""
 
 
 @dataclass
@@ -152,8 +157,11 @@ class Drill:
 
     def _failing_upgrade(self) -> None:
         try:
-            self.runner.up("upgrade drill: upgrade with the canary forced to fail")
+            self.steps[-1].phases = self.runner.up(
+                "upgrade drill: upgrade with the canary forced to fail"
+            )
         except UpFailed as failed:
+            self.steps[-1].phases = failed.phases
             report = parse_report(failed.output) or parse_report(str(failed))
             if report is None or report.ok:
                 raise DrillError(
@@ -182,8 +190,11 @@ class Drill:
         self.runner.set_config(plan.config)
         self._note(", ".join(f"{k}={v}" for k, v in plan.config.items()), "rollback config")
         try:
-            self.runner.up(f"upgrade drill: rollback to {plan.target.record.snapshot}")
+            self.steps[-1].phases = self.runner.up(
+                f"upgrade drill: rollback to {plan.target.record.snapshot}"
+            )
         except UpFailed as failed:
+            self.steps[-1].phases = failed.phases
             raise DrillError(f"the rollback's up failed: {failed}", []) from None
         self.steps[-1].detail = f"restored {plan.target.record.snapshot}"
         return True
@@ -199,9 +210,12 @@ class Drill:
 
 
 def format_timings(stack: str, steps: list[Step]) -> str:
-    """The drill's steps as a table: step, result, wall time; then the total."""
-    width = max([len(s.name) for s in steps] + [len("total")])
-    rwidth = max([len(s.result) for s in steps] + [len("result")])
+    """The drill's steps as a table: step, result, wall time, with the timed parts of each
+    step's `up` (snapshot, restore, chart upgrade, canary) indented beneath it; then the total."""
+    names = [s.name for s in steps] + [f"  {p.label}" for s in steps for p in s.phases]
+    results = [s.result for s in steps] + [p.result for s in steps for p in s.phases]
+    width = max([len(n) for n in names] + [len("total")])
+    rwidth = max([len(r) for r in results] + [len("result")])
     lines = [
         f"Upgrade drill on {stack}",
         f"{'step':<{width}}  {'result':<{rwidth}}  {'seconds':>8}",
@@ -209,6 +223,8 @@ def format_timings(stack: str, steps: list[Step]) -> str:
     for s in steps:
         line = f"{s.name:<{width}}  {s.result:<{rwidth}}  {s.seconds:>8.1f}"
         lines.append(f"{line}  {s.detail}".rstrip())
+        for p in s.phases:
+            lines.append(f"{'  ' + p.label:<{width}}  {p.result:<{rwidth}}  {p.seconds:>8.1f}")
     total = sum(s.seconds for s in steps)
     lines.append(f"{'total':<{width}}  {'':<{rwidth}}  {total:>8.1f}")
     return "\n".join(lines)
@@ -253,10 +269,11 @@ class AutomationDrillRunner:
             else:
                 stack.set_config(key, auto.ConfigValue(value, secret=False))
 
-    def up(self, message: str) -> None:
+    def up(self, message: str) -> list[PhaseTime]:
         from pulumi import automation as auto
 
         lines: list[str] = []
+        timer = PhaseTimer()
 
         def on_output(line: str) -> None:
             lines.append(line)
@@ -265,12 +282,19 @@ class AutomationDrillRunner:
         packs = [str(self._policy_pack)] if self._policy_pack else None
         try:
             self._stack().up(
-                on_output=on_output, color="never", message=message, policy_packs=packs
+                on_output=on_output,
+                on_event=timer.on_event,
+                color="never",
+                message=message,
+                policy_packs=packs,
             )
         except auto.CommandError as err:
             raise UpFailed(
-                f"`pulumi up` on {self._stack_name} failed", "\n".join(lines) + str(err)
+                f"`pulumi up` on {self._stack_name} failed",
+                "\n".join(lines) + str(err),
+                timer.timings(),
             ) from None
+        return timer.timings()
 
     def outputs(self) -> dict[str, Any]:
         return {k: v.value for k, v in self._stack().outputs().items() if not v.secret}

@@ -21,6 +21,7 @@ from components import upgrades as up
 from components.chart_values import AIRFLOW_VERSION
 from deploy import cli
 from deploy.drill import Drill, DrillError, Step, UpFailed, format_timings
+from deploy.phases import PhaseTime
 from deploy.rollback import FORCE_CANARY_FAILURE, RESTORED_FROM, audit_path
 from tests.deploy.test_rollback import project  # noqa: F401  (fixture)
 
@@ -28,6 +29,18 @@ PREFIX = "airflow-platform-integration"
 OLD = up.PlatformVersions("3.1.0", "1.21.0", "repo/airflow:old@sha256:" + "a" * 64)
 NEW = up.PlatformVersions("3.2.2", "1.22.0")
 FAILED_REPORT = CanaryReport(outcome="failed", dag_id="platform_canary", run_id="drill-1")
+
+
+UPGRADE_PHASES = (
+    PhaseTime("pre-upgrade snapshot", 180.0, "ok"),
+    PhaseTime("chart upgrade (migrations)", 95.0, "ok"),
+    PhaseTime("canary", 66.0, "failed"),
+)
+ROLLBACK_PHASES = (
+    PhaseTime("database restore", 610.0, "ok"),
+    PhaseTime("chart upgrade (migrations)", 40.0, "ok"),
+    PhaseTime("canary", 70.0, "ok"),
+)
 
 
 class ScriptedStack:
@@ -55,7 +68,7 @@ class ScriptedStack:
             else:
                 self.config[key] = value
 
-    def up(self, message: str) -> None:
+    def up(self, message: str) -> list[PhaseTime]:
         self.calls.append(("up", message))
         if RESTORED_FROM in self.config:  # the rollback: restore, pin, canary passes
             snapshot = self.config[RESTORED_FROM]
@@ -66,7 +79,7 @@ class ScriptedStack:
                 self.config["airflow-platform:rollback.chartVersion"],
                 self.config["airflow-platform:rollback.image"],
             )
-            return
+            return list(ROLLBACK_PHASES)
         change = up.migration_change(self.running, self.target)
         assert change is not None
         snap = up.snapshot_identifier(PREFIX, 1, change)
@@ -74,12 +87,13 @@ class ScriptedStack:
         if self.upgrade == "canary-fails":
             assert self.config.get(FORCE_CANARY_FAILURE) == "true"
             output = f"  * Job airflow/canary failed: {format_report(FAILED_REPORT)}\n"
-            raise UpFailed("`pulumi up` failed", output)
+            raise UpFailed("`pulumi up` failed", output, UPGRADE_PHASES)
         if self.upgrade == "other-failure":
             raise UpFailed("`pulumi up` failed", "error: timed out waiting for the release")
         # "passes": the canary did not stop it; outputs are written
         self.history = list(self.in_state)
         self.running = self.target
+        return list(UPGRADE_PHASES)
 
     def outputs(self) -> dict[str, Any]:
         self.calls.append(("outputs", None))
@@ -177,6 +191,33 @@ def test_the_timing_table() -> None:
         "upgrade    failed as forced     600.0  canary failed",
         "total                           601.2",
     ]
+
+
+def test_the_timing_table_breaks_each_up_into_its_timed_parts() -> None:
+    steps = [
+        Step("upgrade", 360.0, "failed as forced", "canary failed", list(UPGRADE_PHASES)),
+        Step("rollback", 730.0, phases=list(ROLLBACK_PHASES)),
+    ]
+    assert format_timings("integration", steps).splitlines() == [
+        "Upgrade drill on integration",
+        "step                          result             seconds",
+        "upgrade                       failed as forced     360.0  canary failed",
+        "  pre-upgrade snapshot        ok                   180.0",
+        "  chart upgrade (migrations)  ok                    95.0",
+        "  canary                      failed                66.0",
+        "rollback                      ok                   730.0",
+        "  database restore            ok                   610.0",
+        "  chart upgrade (migrations)  ok                    40.0",
+        "  canary                      ok                    70.0",
+        "total                                             1090.0",
+    ]
+
+
+def test_the_drill_keeps_the_parts_of_the_failed_upgrade_and_of_the_rollback() -> None:
+    steps = drill(ScriptedStack()).run()
+    by_name = {s.name: s for s in steps}
+    assert by_name["upgrade (canary forced to fail)"].phases == list(UPGRADE_PHASES)
+    assert by_name["rollback (restore, pin, canary)"].phases == list(ROLLBACK_PHASES)
 
 
 def test_make_upgrade_drill_prints_the_table_and_audits_each_step(
