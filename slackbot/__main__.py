@@ -85,6 +85,7 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
             cancel_grace=settings.cancel_grace,
             alertmanager_urls=alertmanagers,
             alerts_timeout=settings.alerts_timeout,
+            pipeline_check_interval=settings.pipeline_check_minutes * 60,
         ),
         status_jobs=status_jobs,
     )
@@ -108,6 +109,8 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
     chatops.start()
     logger.info("stacks: %s; policy pack: %s", ", ".join(stacks), runner.policy_pack)
     logger.info("alerts in status: %s", ", ".join(sorted(alertmanagers)) or "none configured")
+    if alertmanagers and settings.pipeline_check_minutes > 0:
+        logger.info("alerting pipeline checked every %g min", settings.pipeline_check_minutes)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if settings.app_token is not None:

@@ -61,11 +61,15 @@ class BotOptions:
     cancel_grace: float = 120.0
     """How long a cancelled operation may take to stop before the bot releases its stack."""
     housekeeping_interval: float = 60.0
-    """How often expired approvals are closed and drift checks fall due."""
+    """How often expired approvals are closed and drift and pipeline checks fall due."""
     alertmanager_urls: Mapping[str, str] = field(default_factory=dict)
     """Each stack's Alertmanager (base URL); a stack without one shows no alerts in `status`."""
     alerts_timeout: float = 3.0
     """How long `status` waits for Alertmanager before saying it did not answer."""
+    pipeline_check_interval: float = 300.0
+    """How often each stack with an Alertmanager has its alerting pipeline (the Watchdog)
+    checked, in seconds; 0: never. Checks start on the housekeeping timer, so they are at most
+    `housekeeping_interval` late."""
 
     @property
     def plan_dir(self) -> Path:

@@ -6,7 +6,8 @@ Status requests run on their own pool so they never queue in front of an operati
 
 `ChatOps` routes each request to the part that owns it: `execution` (running, cancelling,
 time-outs, branch and rollback config, canary reports), `approval_flow` (preview, Approve,
-Cancel), `drift` (checks and their schedule) and `status_report` (status and alerts); they
+Cancel), `drift` (checks and their schedule) and `status_report` (status and alerts); the
+housekeeping timer also runs `pipeline_watch` (the alerting pipeline's dead man's switch). They
 share one `core.BotCore`. The names callers import from here stay importable from here.
 """
 
@@ -52,6 +53,7 @@ from slackbot.execution import Executor
 from slackbot.jobs import JobPool
 from slackbot.locks import Holder
 from slackbot.operations import Operation
+from slackbot.pipeline_watch import PipelineWatch
 from slackbot.poster import Poster
 from slackbot.redact import Redactor
 from slackbot.runner import RunnerError, StackRunner
@@ -110,6 +112,7 @@ class ChatOps:
         self._approval = ApprovalFlow(self.core, self._executor)
         self._drift = DriftChecks(self.core, self._executor)
         self._status = StatusReporter(self.core)
+        self._pipeline = PipelineWatch(self.core)
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
 
@@ -147,9 +150,10 @@ class ChatOps:
         return self.core.status_jobs.wait_idle(timeout) and self.core.jobs.wait_idle(timeout)
 
     def run_housekeeping(self) -> None:
-        """Expire approvals and start drift checks that are due."""
+        """Expire approvals and start the drift and alerting-pipeline checks that are due."""
         self.core.expire_approvals()
         self._drift.schedule()
+        self._pipeline.schedule()
 
     # ---- requests -------------------------------------------------------------------------
 

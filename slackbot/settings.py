@@ -16,6 +16,9 @@ DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
 ALERTMANAGER_PREFIX = "SLACKBOT_ALERTMANAGER_URL_"
 """`SLACKBOT_ALERTMANAGER_URL_<STACK>`: the Alertmanager `status <stack>` reads alerts from."""
 _NOT_IN_NAME = re.compile(r"[^A-Z0-9]")
+PIPELINE_CHECK_VARIABLE = "SLACKBOT_PIPELINE_CHECK_MINUTES"
+DEFAULT_PIPELINE_CHECK_MINUTES = 5.0
+MAX_PIPELINE_CHECK_MINUTES = 24 * 60
 
 
 def alertmanager_variable(stack: str) -> str:
@@ -51,6 +54,8 @@ class Settings:
     alertmanager_urls: Mapping[str, str] = field(default_factory=dict)
     """Alertmanager base URLs by variable (`SLACKBOT_ALERTMANAGER_URL_<STACK>`)."""
     alerts_timeout: float = 3.0
+    pipeline_check_minutes: float = DEFAULT_PIPELINE_CHECK_MINUTES
+    """How often the bot checks each stack's alerting pipeline (its Watchdog); 0: never."""
 
     @property
     def socket_mode(self) -> bool:
@@ -143,7 +148,19 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             0.2,
             30,
         ),
+        pipeline_check_minutes=_pipeline_check_minutes(optional(PIPELINE_CHECK_VARIABLE)),
     )
+
+
+def _pipeline_check_minutes(raw: str | None) -> float:
+    """0 turns the check off; otherwise at least a minute (the housekeeping timer's tick)."""
+    name = PIPELINE_CHECK_VARIABLE
+    minutes = _number(
+        name, raw, DEFAULT_PIPELINE_CHECK_MINUTES, float, 0, MAX_PIPELINE_CHECK_MINUTES
+    )
+    if 0 < minutes < 1:
+        raise SettingsError(f"{name} must be 0 (off) or at least 1 minute")
+    return minutes
 
 
 def _alertmanager_url(name: str, value: str) -> str:

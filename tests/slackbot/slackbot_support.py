@@ -543,6 +543,7 @@ def start_bot(
     housekeeping_interval: float = 60.0,
     alertmanager_urls: Mapping[str, str] | None = None,
     alerts_timeout: float = 3.0,
+    pipeline_check_interval: float = 300.0,
 ) -> BotHarness:
     client = WebClient(token=BOT_TOKEN, base_url=slack_api.base_url, timeout=5)
     redactor = Redactor()
@@ -566,6 +567,7 @@ def start_bot(
             housekeeping_interval=housekeeping_interval,
             alertmanager_urls=dict(alertmanager_urls or {}),
             alerts_timeout=alerts_timeout,
+            pipeline_check_interval=pipeline_check_interval,
         ),
         clock=clock,
     )

@@ -128,6 +128,29 @@ def test_each_stack_may_name_its_alertmanager(project):
     assert load_settings(env(project)).alerts_timeout == 3.0
 
 
+def test_the_pipeline_check_interval_is_in_minutes_and_zero_turns_it_off(project):
+    assert load_settings(env(project)).pipeline_check_minutes == 5.0
+    every = load_settings(env(project, SLACKBOT_PIPELINE_CHECK_MINUTES="15"))
+    assert every.pipeline_check_minutes == 15.0
+    off = load_settings(env(project, SLACKBOT_PIPELINE_CHECK_MINUTES="0"))
+    assert off.pipeline_check_minutes == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("often", "must be a number, got 'often'"),
+        ("-5", "must be between 0 and 1440"),
+        ("2000", "must be between 0 and 1440"),
+        ("nan", "must be between 0 and 1440"),
+        ("0.5", "must be 0 \\(off\\) or at least 1 minute"),
+    ],
+)
+def test_a_bad_pipeline_check_interval_is_named(project, value, problem):
+    with pytest.raises(SettingsError, match=f"^SLACKBOT_PIPELINE_CHECK_MINUTES {problem}"):
+        load_settings(env(project, SLACKBOT_PIPELINE_CHECK_MINUTES=value))
+
+
 def test_a_stack_name_becomes_a_variable_name():
     assert alertmanager_variable("production") == "SLACKBOT_ALERTMANAGER_URL_PRODUCTION"
     assert alertmanager_variable("eu-prod.2") == "SLACKBOT_ALERTMANAGER_URL_EU_PROD_2"
