@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +11,10 @@ from typing import Any
 
 import pytest
 
+from deploy.bootstrap import BACKEND_FILE, render_backend_file
+from tests.deploy.test_backend import SHARED
+from tests.deploy.test_check import complete_eks_stacks
+from tests.harness import ROOT_DIR
 from tests.moto_server import moto_server
 
 REGION = "eu-west-1"
@@ -88,3 +93,16 @@ def names() -> Names:
     """Names no other test uses: the server (and S3's global namespace) is shared."""
     suffix = uuid.uuid4().hex[:10]
     return Names(bucket=f"test-state-{suffix}", key_alias=f"alias/test-secrets-{suffix}")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The project's stack files, completed by a team and bootstrapped (test_check.py has its
+    own, uncompleted copy)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for path in ROOT_DIR.glob("Pulumi*.yaml"):
+        shutil.copy(path, root / path.name)
+    complete_eks_stacks(root)
+    (root / BACKEND_FILE).write_text(render_backend_file(SHARED))
+    return root

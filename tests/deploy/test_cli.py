@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -21,9 +20,8 @@ from typing import Any
 import pytest
 
 from deploy import cli
-from deploy.bootstrap import BACKEND_FILE, render_backend_file
+from deploy.bootstrap import BACKEND_FILE
 from tests.deploy.test_backend import SHARED
-from tests.deploy.test_check import complete_eks_stacks
 from tests.harness import ROOT_DIR
 
 FAKE_PULUMI = """#!{python}
@@ -43,18 +41,6 @@ if args[:2] == ["stack", "init"]:
 if args[:2] == ["stack", "output"]:
     print(os.environ.get("FAKE_PULUMI_OUTPUTS", "{{}}"))
 """
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """The project's stack files, completed by a team and bootstrapped."""
-    root = tmp_path / "project"
-    root.mkdir()
-    for path in ROOT_DIR.glob("Pulumi*.yaml"):
-        shutil.copy(path, root / path.name)
-    complete_eks_stacks(root)
-    (root / BACKEND_FILE).write_text(render_backend_file(SHARED))
-    return root
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from deploy import cli
 from deploy.drill import Drill, DrillError, Step, UpFailed, format_timings
 from deploy.phases import PhaseTime
 from deploy.rollback import FORCE_CANARY_FAILURE, RESTORED_FROM, audit_path
-from tests.deploy.test_rollback import project  # noqa: F401  (fixture)
 
 PREFIX = "airflow-platform-integration"
 OLD = up.PlatformVersions("3.1.0", "1.21.0", "repo/airflow:old@sha256:" + "a" * 64)
@@ -221,7 +220,7 @@ def test_the_drill_keeps_the_parts_of_the_failed_upgrade_and_of_the_rollback() -
 
 
 def test_make_upgrade_drill_prints_the_table_and_audits_each_step(
-    project: Path,  # noqa: F811
+    project: Path,
 ) -> None:
     said: list[str] = []
     ctx = cli.load("integration", project)

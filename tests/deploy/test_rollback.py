@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -27,7 +26,6 @@ import yaml
 
 from components import upgrades as up
 from deploy import cli
-from deploy.bootstrap import BACKEND_FILE, render_backend_file
 from deploy.check import check_stack
 from deploy.rollback import (
     FORCE_CANARY_FAILURE,
@@ -39,9 +37,6 @@ from deploy.rollback import (
     audit_path,
     rollback_config,
 )
-from tests.deploy.test_backend import SHARED
-from tests.deploy.test_check import complete_eks_stacks
-from tests.harness import ROOT_DIR
 
 PREFIX = "airflow-platform-production"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-platform-production"
@@ -118,17 +113,6 @@ def test_a_failed_upgrades_snapshot_is_found_in_the_state() -> None:
 def test_nothing_to_roll_back_to_is_a_clear_error(outputs: dict[str, Any], message: str) -> None:
     with pytest.raises(RollbackError, match=message):
         rollback_config(outputs)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    for path in ROOT_DIR.glob("Pulumi*.yaml"):
-        shutil.copy(path, root / path.name)
-    complete_eks_stacks(root)
-    (root / BACKEND_FILE).write_text(render_backend_file(SHARED))
-    return root
 
 
 def test_the_rollback_config_is_a_valid_production_stack_file(project: Path) -> None:
