@@ -333,53 +333,55 @@ class RecordingMonitor(pmocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
-        raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
-        self.recorded.append(
-            Resource(
-                type=request.type,
-                name=request.name,
-                urn=response.urn,
-                inputs=unwrap(raw),
-                raw_inputs=raw,
-                parent=request.parent,
-                dependencies=list(request.dependencies),
-                property_dependencies={
-                    k: list(v.urns) for k, v in request.propertyDependencies.items()
-                },
-                protect=bool(request.protect),
-                custom=bool(request.custom),
-                outputs=unwrap(rpc.deserialize_properties(response.object)),
-                ignore_changes=list(request.ignoreChanges),
-                retain_on_delete=bool(request.retainOnDelete),
-                custom_timeouts={
-                    k: v
-                    for k in ("create", "update", "delete")
-                    if (v := getattr(request.customTimeouts, k))
-                },
-            )
+        self._record(
+            request,
+            response.urn,
+            request.object,
+            response.object,
+            property_dependencies={
+                k: list(v.urns) for k, v in request.propertyDependencies.items()
+            },
+            protect=bool(request.protect),
+            custom=bool(request.custom),
+            ignore_changes=list(request.ignoreChanges),
+            retain_on_delete=bool(request.retainOnDelete),
+            custom_timeouts={
+                k: v
+                for k in ("create", "update", "delete")
+                if (v := getattr(request.customTimeouts, k))
+            },
         )
         return response
 
     def ReadResource(self, request: Any) -> Any:
         response = super().ReadResource(request)
-        raw = rpc.deserialize_properties(request.properties, keep_unknowns=True)
+        self._record(
+            request,
+            response.urn,
+            request.properties,
+            response.properties,
+            property_dependencies={},
+            protect=False,
+            custom=True,
+            read=True,
+        )
+        return response
+
+    def _record(self, request: Any, urn: str, sent: Any, got: Any, **options: Any) -> None:
+        raw = rpc.deserialize_properties(sent, keep_unknowns=True)
         self.recorded.append(
             Resource(
                 type=request.type,
                 name=request.name,
-                urn=response.urn,
+                urn=urn,
                 inputs=unwrap(raw),
                 raw_inputs=raw,
                 parent=request.parent,
                 dependencies=list(request.dependencies),
-                property_dependencies={},
-                protect=False,
-                custom=True,
-                outputs=unwrap(rpc.deserialize_properties(response.properties)),
-                read=True,
+                outputs=unwrap(rpc.deserialize_properties(got)),
+                **options,
             )
         )
-        return response
 
 
 def _refs_to_urns(value: Any) -> None:
