@@ -17,17 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pytest
 
 from components import upgrades as up
-from components.chart_values import AIRFLOW_VERSION
+from components.chart_values import AIRFLOW_VERSION, SECRETS, split_image_ref
 from components.upgrade_guard import SNAPSHOT_IGNORED_CHANGES
+from tests.chart_support import secrets_by_name, values_of
 from tests.harness import ORGANIZATION, PROJECT, Resource, Run, go_duration_seconds, run_stack
 
 SNAPSHOT = "aws:rds/snapshot:Snapshot"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+INSTANCE = "aws:rds/instance:Instance"
 NEW_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-platform:new"
 OLD_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-platform:old@sha256:" + "c" * 64
 CHART = "1.22.0"
@@ -230,3 +233,38 @@ def test_rollback_settings_restore_the_named_snapshot_and_pin_the_previous_versi
     assert chart.inputs["version"] == "1.21.0"
     assert OLD_IMAGE.rpartition("@")[0].rpartition(":")[0] in str(chart.inputs["values"])
     assert run.of_type(SNAPSHOT)[0].inputs["dbSnapshotIdentifier"] == history[0].snapshot
+
+
+def test_a_rollback_runs_the_previous_release_on_the_restored_database() -> None:
+    """`make rollback`'s config, through the whole program: the Helm release runs the previous
+    chart, Airflow version and image; the metadata Secret points at the instance restored from
+    the named snapshot; no new snapshot is taken; the canary runs again, on the old image."""
+    history = [old_record(1)]
+    snapshot = history[0].snapshot
+    run = run_stack(
+        "integration",
+        previous_outputs=outputs(AIRFLOW_VERSION, CHART, history),
+        set_values=rollback_values(snapshot),
+    )
+    chart = release(run)
+    assert chart.inputs["version"] == "1.21.0"
+    values = values_of(run)
+    assert (values["airflowVersion"], values["defaultAirflowTag"]) == ("3.1.0", "3.1.0")
+    repository, tag = split_image_ref(OLD_IMAGE)
+    assert values["images"]["airflow"]["repository"] == repository
+    assert values["images"]["airflow"]["tag"] == tag
+    [restored] = [r for r in run.of_type(INSTANCE) if r.name == "database-instance-restored"]
+    assert restored.inputs["snapshotIdentifier"] == snapshot
+    # Airflow reaches the database through PgBouncer, whose config names the restored instance.
+    address = restored.outputs["address"]
+    assert run.outputs["db_host"] == address
+    ini = secrets_by_name(run)[SECRETS.pgbouncer_config].inputs["stringData"]["pgbouncer.ini"]
+    assert f"host={address} " in ini
+    [original] = [r for r in run.of_type(INSTANCE) if r.name == "database-instance"]
+    assert original.outputs["address"] not in ini and original.protect
+    connection = secrets_by_name(run)[SECRETS.metadata].inputs["stringData"]["connection"]
+    assert urlsplit(connection).hostname.startswith("airflow-pgbouncer.")
+    assert [r.inputs["dbSnapshotIdentifier"] for r in run.of_type(SNAPSHOT)] == [snapshot]
+    [canary] = [r for r in run.of_type("kubernetes:batch/v1:Job") if r.name == "airflow-canary"]
+    assert canary.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == OLD_IMAGE
+    assert run.depends_on(canary, chart)
