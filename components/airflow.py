@@ -33,6 +33,21 @@ Consumer = Literal["airflow", "pgbouncer"]
 """Which pods read a Secret at start (and so must roll when it changes)."""
 
 
+def job_metadata(manifest: pulumi.Output[dict[str, Any]]) -> dict[str, pulumi.Output[Any]]:
+    """A computed manifest's `metadata` as a map of computed fields, not one computed value.
+
+    While the image is not built yet (a preview), the manifest is unknown. pulumi-kubernetes
+    treats an object as named only when `metadata` is a map whose `name` is set or computed
+    (provider/pkg/metadata/naming.go, `IsNamed`); a wholly unknown `metadata` would be
+    auto-named in the preview, and an update held to that preview would not match.
+    """
+
+    def field_of(key: str) -> pulumi.Output[Any]:
+        return manifest.apply(lambda m: m["metadata"][key])
+
+    return {key: field_of(key) for key in ("name", "namespace", "labels", "annotations")}
+
+
 def secrets_checksum(key: str, secrets: list[Any]) -> str:
     """HMAC-SHA256 over Secrets' names and data, in a stable order."""
     canonical = json.dumps(sorted(json.dumps(x, sort_keys=True) for x in secrets))
@@ -244,9 +259,9 @@ class AirflowRelease(pulumi.ComponentResource):
                 node_selector=dict(np.PLATFORM_SELECTOR) if s.is_eks else None,
             )
 
-        spec = pulumi.Output.all(values, args.image, script.metadata.name).apply(manifest)
-        metadata: Any = spec.apply(lambda m: m["metadata"])
-        job_spec: Any = spec.apply(lambda m: m["spec"])
+        full = pulumi.Output.all(values, args.image, script.metadata.name).apply(manifest)
+        metadata: Any = job_metadata(full)
+        job_spec: Any = full.apply(lambda m: m["spec"])
         # The update's own limit sits above the Job's deadline, so the Job's report, not a
         # provider timeout, ends a slow canary.
         limit = u.canary_timeout_seconds + canary_job.DEADLINE_MARGIN_SECONDS + 120

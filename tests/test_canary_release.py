@@ -10,14 +10,17 @@ logs in as), what the pod runs and reads, and that nothing secret is in its spec
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 from canary import job as canary_job
 from components import chart_values as cv
 from components import node_pools as np
+from components.airflow import job_metadata
 from tests.chart_support import release, secrets_by_name, values_of
 from tests.harness import (
     STACKS,
@@ -138,3 +141,30 @@ def test_a_canary_without_the_admin_user_is_refused() -> None:
     assert error is not None
     assert "upgrades.canary: needs airflow.createAdminUser" in str(error)
     assert run.resources == []
+
+
+def test_an_unknown_manifest_keeps_metadata_a_map_with_a_computed_name() -> None:
+    """In a preview (the image not built yet) the whole manifest is unknown; the Job's
+    metadata must still be a map whose `name` is computed, or pulumi-kubernetes auto-names
+    the Job in the preview (provider/pkg/metadata/naming.go `IsNamed`)."""
+    previous = asyncio.get_event_loop_policy().get_event_loop()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # Output.apply schedules on the current loop
+    try:
+
+        def resolved(value: Any) -> asyncio.Future[Any]:
+            future: asyncio.Future[Any] = loop.create_future()
+            future.set_result(value)
+            return future
+
+        unknown: pulumi.Output[dict[str, Any]] = pulumi.Output(
+            set(), resolved(None), resolved(False)
+        )
+        metadata = job_metadata(unknown)
+        assert isinstance(metadata, dict)
+        assert set(metadata) == {"name", "namespace", "labels", "annotations"}
+        known = loop.run_until_complete(metadata["name"].is_known())
+        assert known is False
+    finally:
+        asyncio.set_event_loop(previous)
+        loop.close()
