@@ -9,6 +9,12 @@ only as a Secret that Alertmanager mounts as a file.
 Ordering: the objects of the operator's kinds (ServiceMonitor, PrometheusRule) need the chart's
 CRDs, so they wait for the chart. Nothing else waits: the Secrets and dashboard ConfigMaps are
 read by pods once they run, and the Airflow release does not wait for monitoring at all.
+
+CRDs on a chart bump: the operator's CRDs live in the chart's `charts/crds/crds/` folder, which
+Helm installs on the first install and never upgrades. Before raising `monitoring.chartVersion`
+across operator versions, apply the new version's CRDs (README, "Monitoring and alerts"). The
+chart's `crds.upgradeJob` would do it in a hook, but 88.5.3 marks it a preview and runs
+`busybox:latest`; it stays off.
 """
 
 from __future__ import annotations

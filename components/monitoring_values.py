@@ -226,6 +226,9 @@ def monitoring_values(settings: Settings, *, has_webhook: bool) -> dict[str, Any
     }
     alertmanager_spec: dict[str, Any] = {
         "configSecret": amc.CONFIG_SECRET,
+        # The chart renders no configuration Secret of its own (templates/alertmanager/
+        # secret.yaml is skipped): only the program's is there to be read.
+        "useExistingSecret": True,
         "secrets": [amc.WEBHOOK_SECRET] if has_webhook else [],
         "resources": _resources("10m", "32Mi", "128Mi"),
         # Silences and notification state survive a restart.

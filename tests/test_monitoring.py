@@ -87,6 +87,7 @@ def test_the_slack_webhook_reaches_the_engine_only_as_a_secret(
     values = kps_release(run).inputs["values"]
     assert values["alertmanager"]["alertmanagerSpec"]["secrets"] == [amc.WEBHOOK_SECRET]
     assert values["alertmanager"]["alertmanagerSpec"]["configSecret"] == amc.CONFIG_SECRET
+    assert values["alertmanager"]["alertmanagerSpec"]["useExistingSecret"] is True
     assert "TESTSECRET" not in yaml.safe_dump(values)
     config = next(
         r
