@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -430,3 +431,20 @@ def label_names_used(selector: Selector) -> set[str]:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def catalog_problems(exprs: Iterable[tuple[str, str]]) -> list[str]:
+    """For each `(where, PromQL)`, every metric the catalog lacks and every label it uses that
+    the metric does not carry (target labels aside)."""
+    known: dict[str, set[str]] = {n: e.labels for n, e in airflow_catalog().items()}
+    known.update(other_catalog())
+    problems = []
+    for where, expr in exprs:
+        for sel in selectors(expr):
+            if sel.metric not in known:
+                problems.append(f"{where}: unknown metric {sel.metric}")
+                continue
+            extra = label_names_used(sel) - known[sel.metric] - TARGET_LABELS
+            if extra:
+                problems.append(f"{where}: {sel.metric} has no label {sorted(extra)}")
+    return problems

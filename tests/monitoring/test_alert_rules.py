@@ -22,13 +22,12 @@ from components.alert_rules import (
     source_groups,
 )
 from tests.monitoring.monitoring_support import (
-    TARGET_LABELS,
     airflow_catalog,
+    catalog_problems,
     label_names_used,
     load_yaml,
     map_statsd,
     metric_names,
-    other_catalog,
     run_promtool,
     selectors,
 )
@@ -392,15 +391,5 @@ def test_rules_use_only_metric_names_and_labels_the_exporters_produce() -> None:
     """Airflow names derived from the chart's statsd mapping and Airflow's emitted metrics;
     the rest from kube-state-metrics, Prometheus and Alertmanager sources (monitoring_support).
     """
-    known: dict[str, set[str]] = {n: e.labels for n, e in airflow_catalog().items()}
-    known.update(other_catalog())
-    problems = []
-    for name, expr in _exprs().items():
-        for sel in selectors(expr):
-            if sel.metric not in known:
-                problems.append(f"{name}: unknown metric {sel.metric}")
-                continue
-            extra = label_names_used(sel) - known[sel.metric] - TARGET_LABELS
-            if extra:
-                problems.append(f"{name}: {sel.metric} has no label {sorted(extra)}")
+    problems = catalog_problems(_exprs().items())
     assert not problems, "\n".join(problems)

@@ -12,11 +12,10 @@ import yaml
 
 from components.dashboards import DATASOURCE, dashboards
 from tests.monitoring.monitoring_support import (
-    TARGET_LABELS,
     airflow_catalog,
+    catalog_problems,
     label_names_used,
     metric_names,
-    other_catalog,
     run_promtool,
     selectors,
 )
@@ -132,17 +131,7 @@ def test_promql_check_catches_an_invalid_query(tmp_path: Path) -> None:
 
 def test_queries_use_only_metric_names_and_labels_the_exporters_produce() -> None:
     """Names from the verified catalog (tests/monitoring/monitoring_support.py)."""
-    known: dict[str, set[str]] = {n: e.labels for n, e in airflow_catalog().items()}
-    known.update(other_catalog())
-    problems = []
-    for file_name, title, expr in _exprs():
-        for sel in selectors(expr):
-            if sel.metric not in known:
-                problems.append(f"{file_name} / {title}: unknown metric {sel.metric}")
-                continue
-            extra = label_names_used(sel) - known[sel.metric] - TARGET_LABELS
-            if extra:
-                problems.append(f"{file_name} / {title}: {sel.metric} has no label {sorted(extra)}")
+    problems = catalog_problems((f"{f} / {title}", expr) for f, title, expr in _exprs())
     assert not problems, "\n".join(problems)
 
 
