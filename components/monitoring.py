@@ -85,46 +85,36 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.namespace = ns.metadata.name
         has_webhook = args.webhook_url is not None
-        if args.webhook_url is not None:
+
+        def secret(short: str, secret_name: str, data: dict[str, pulumi.Input[str]]) -> None:
             k8s.core.v1.Secret(
-                f"{name}-slack-webhook",
-                metadata={
-                    "name": amc.WEBHOOK_SECRET,
-                    "namespace": self.namespace,
-                    "labels": PART_OF,
-                },
+                f"{name}-{short}",
+                metadata={"name": secret_name, "namespace": self.namespace, "labels": PART_OF},
                 type="Opaque",
-                string_data={amc.WEBHOOK_KEY: pulumi.Output.secret(args.webhook_url)},
+                string_data=data,
                 opts=child,
             )
-        k8s.core.v1.Secret(
-            f"{name}-alertmanager-config",
-            metadata={"name": amc.CONFIG_SECRET, "namespace": self.namespace, "labels": PART_OF},
-            type="Opaque",
-            string_data={
-                amc.CONFIG_KEY: yaml.safe_dump(
-                    amc.alertmanager_config(s, has_webhook=has_webhook), sort_keys=False
-                )
-            },
-            opts=child,
+
+        if args.webhook_url is not None:
+            secret(
+                "slack-webhook",
+                amc.WEBHOOK_SECRET,
+                {amc.WEBHOOK_KEY: pulumi.Output.secret(args.webhook_url)},
+            )
+        config = amc.alertmanager_config(s, has_webhook=has_webhook)
+        secret(
+            "alertmanager-config",
+            amc.CONFIG_SECRET,
+            {amc.CONFIG_KEY: yaml.safe_dump(config, sort_keys=False)},
         )
         generated = random.RandomPassword(
             f"{name}-grafana-admin", length=24, special=False, opts=child
         )
         self.grafana_password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
-        k8s.core.v1.Secret(
-            f"{name}-grafana-admin",
-            metadata={
-                "name": mv.GRAFANA_ADMIN_SECRET,
-                "namespace": self.namespace,
-                "labels": PART_OF,
-            },
-            type="Opaque",
-            string_data={
-                "admin-user": "admin",
-                "admin-password": self.grafana_password,
-            },
-            opts=child,
+        secret(
+            "grafana-admin",
+            mv.GRAFANA_ADMIN_SECRET,
+            {"admin-user": "admin", "admin-password": self.grafana_password},
         )
         for file_name, model in dashboards.dashboards().items():
             k8s.core.v1.ConfigMap(
