@@ -38,6 +38,17 @@ def policy(res: Resource) -> dict[str, Any]:
     return doc
 
 
+ALL_KEYS = {
+    "cluster-secrets",
+    "network-flow-logs",
+    "registry-ecr",
+    "airflow-logs",
+    "database-logs",
+    "database-alarms-topic",
+}
+"""Every customer-managed key a stack can have: production's, and integration's when it opts in."""
+
+
 def sse_of(run: Run, bucket: str) -> dict[str, Any]:
     [found] = [r for r in run.of_type(SSE) if r.inputs["bucket"] == bucket]
     rule: dict[str, Any] = found.inputs["rules"][0]["applyServerSideEncryptionByDefault"]
@@ -50,14 +61,7 @@ def sse_of(run: Run, bucket: str) -> dict[str, Any]:
         ("integration", {"cluster-secrets"}),
         (
             "production",
-            {
-                "cluster-secrets",
-                "network-flow-logs",
-                "registry-ecr",
-                "airflow-logs",
-                "database-logs",
-                "database-alarms-topic",
-            },
+            ALL_KEYS,
         ),
     ],
 )
@@ -193,14 +197,7 @@ def test_integration_can_opt_in() -> None:
         "integration",
         set_values={"security.customerManagedKeys": True, "airflow.logs.accessLogging": True},
     )
-    assert set(keys(run)) == {
-        "cluster-secrets",
-        "network-flow-logs",
-        "registry-ecr",
-        "airflow-logs",
-        "database-logs",
-        "database-alarms-topic",
-    }
+    assert set(keys(run)) == ALL_KEYS
     assert len(run.of_type(LOGGING)) == 1
 
 
